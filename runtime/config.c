@@ -1,0 +1,361 @@
+#include "config.h"
+
+#include <lauxlib.h>
+#include <lua-cjson.h>
+#include <lualib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void config_defaults(config_t *c) {
+  memset(c, 0, sizeof(*c));
+  strcpy(c->listen.host, "127.0.0.1");
+  c->listen.port = 7400;
+  c->scripts = strdup("scripts");
+  c->max_sessions = 10000;
+  c->max_frame = 65536;
+  c->max_message = 16384;
+  c->max_pending = 1024;
+  c->max_outbound_bytes = 1048576;
+  c->handshake_timeout = 5;
+  c->heartbeat = 30;
+  c->resume_timeout = 60;
+  c->sleep_after = 600;
+  c->method_timeout = 10;
+  c->lua_memory_limit = 256L * 1024 * 1024;
+}
+
+void config_default_admin_socket(char *out, size_t len) {
+  const char *xdg = getenv("XDG_RUNTIME_DIR");
+  if (xdg != NULL && xdg[0] == '/')
+    snprintf(out, len, "%s/herald.sock", xdg);
+  else
+    snprintf(out, len, "/tmp/herald-%u/herald.sock", (unsigned)getuid());
+}
+
+static void free_jobs(config_t *c) {
+  for (size_t i = 0; i < c->njobs; i++) {
+    free(c->jobs[i].name);
+    free(c->jobs[i].cron);
+    free(c->jobs[i].script);
+    free(c->jobs[i].args_json);
+  }
+  free(c->jobs);
+  c->jobs = NULL;
+  c->njobs = 0;
+}
+
+void config_free(config_t *c) {
+  free(c->admin_socket);
+  free(c->scripts);
+  free_jobs(c);
+  c->admin_socket = c->scripts = NULL;
+}
+
+/* The numeric keys: name, where the value goes, and the accepted range. */
+typedef struct num_key {
+  const char *name;
+  size_t offset;
+  int integer;
+  double min, max;
+} num_key_t;
+
+#define NUM(field, integer, min, max) \
+  {#field, offsetof(config_t, field), integer, min, max}
+static const num_key_t num_keys[] = {
+    NUM(max_sessions, 1, 1, 1000000),
+    NUM(max_frame, 1, 256, 64 * 1024 * 1024),
+    NUM(max_message, 1, 1, 16 * 1024 * 1024),
+    NUM(max_pending, 1, 1, 1000000),
+    NUM(max_outbound_bytes, 1, 1024, 1024L * 1024 * 1024),
+    NUM(handshake_timeout, 0, 0.01, 3600),
+    NUM(heartbeat, 0, 0.01, 86400),
+    NUM(resume_timeout, 0, 0, 86400 * 7),
+    NUM(sleep_after, 0, 0.01, 86400 * 365),
+    NUM(method_timeout, 0, 0.001, 86400),
+    NUM(lua_memory_limit, 1, 1024 * 1024, 1024.0 * 1024 * 1024 * 1024),
+};
+#undef NUM
+
+/* Stores a number at its key's place; -1 with a message when it is not a
+ * number in range. Value at the top of the stack. */
+static int set_number(lua_State *L, config_t *c, const num_key_t *k,
+                      char *err, size_t errlen) {
+  int isnum;
+  double v = lua_tonumberx(L, -1, &isnum);
+  char *field = (char *)c + k->offset;
+
+  if (!isnum || lua_type(L, -1) != LUA_TNUMBER) {
+    snprintf(err, errlen, "key '%s': number expected, got %s", k->name,
+             luaL_typename(L, -1));
+    return -1;
+  }
+  if (k->integer && v != floor(v)) {
+    snprintf(err, errlen, "key '%s': whole number expected, got %g", k->name,
+             v);
+    return -1;
+  }
+  if (!(v >= k->min && v <= k->max)) {
+    snprintf(err, errlen, "key '%s': %g is out of range %g..%g", k->name, v,
+             k->min, k->max);
+    return -1;
+  }
+  if (k->integer)
+    *(long *)field = (long)v;
+  else
+    *(double *)field = v;
+  return 0;
+}
+
+static int set_string(lua_State *L, char **field, const char *name,
+                      char *err, size_t errlen) {
+  if (lua_type(L, -1) != LUA_TSTRING) {
+    snprintf(err, errlen, "key '%s': string expected, got %s", name,
+             luaL_typename(L, -1));
+    return -1;
+  }
+  free(*field);
+  *field = strdup(lua_tostring(L, -1));
+  return 0;
+}
+
+/* Encodes the value at the top of the stack as JSON with cjson. */
+static char *encode_json(lua_State *L) {
+  char *out = NULL;
+  lua_getfield(L, LUA_REGISTRYINDEX, "herald.config.cjson");
+  lua_getfield(L, -1, "encode");
+  lua_pushvalue(L, -3);
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK)
+    out = strdup(lua_tostring(L, -1));
+  lua_pop(L, 2);
+  return out;
+}
+
+/* Reads one schedule entry, the table at the top of the stack. */
+static int read_job(lua_State *L, config_job_t *job, int n, char *err,
+                    size_t errlen) {
+  static const char *const fields[] = {"cron", "every", "script", "name",
+                                       "args", "timeout", NULL};
+  lua_pushnil(L);
+  while (lua_next(L, -2) != 0) {
+    int i;
+    if (lua_type(L, -2) != LUA_TSTRING) {
+      snprintf(err, errlen, "schedule entry %d: unexpected %s key", n,
+               luaL_typename(L, -2));
+      return -1;
+    }
+    for (i = 0; fields[i] != NULL; i++)
+      if (strcmp(lua_tostring(L, -2), fields[i]) == 0)
+        break;
+    if (fields[i] == NULL) {
+      snprintf(err, errlen,
+               "schedule entry %d: unknown field '%s' (expected cron, "
+               "every, script, name, args or timeout)",
+               n, lua_tostring(L, -2));
+      return -1;
+    }
+    lua_pop(L, 1);
+  }
+  lua_getfield(L, -1, "script");
+  if (lua_type(L, -1) != LUA_TSTRING) {
+    snprintf(err, errlen, "schedule entry %d: 'script' must be a string", n);
+    return -1;
+  }
+  job->script = strdup(lua_tostring(L, -1));
+  lua_getfield(L, -2, "name");
+  job->name = strdup(lua_isstring(L, -1) ? lua_tostring(L, -1) : job->script);
+  lua_getfield(L, -3, "cron");
+  lua_getfield(L, -4, "every");
+  if (lua_isnil(L, -2) == lua_isnil(L, -1)) {
+    snprintf(err, errlen,
+             "schedule entry %d (%s): give exactly one of 'cron' or 'every'",
+             n, job->name);
+    return -1;
+  }
+  if (!lua_isnil(L, -2)) {
+    if (lua_type(L, -2) != LUA_TSTRING) {
+      snprintf(err, errlen, "schedule entry %d (%s): 'cron' must be a string",
+               n, job->name);
+      return -1;
+    }
+    job->cron = strdup(lua_tostring(L, -2));
+  } else if (lua_type(L, -1) != LUA_TNUMBER || lua_tonumber(L, -1) < 0.01) {
+    snprintf(err, errlen,
+             "schedule entry %d (%s): 'every' must be a number of seconds "
+             "of at least 0.01",
+             n, job->name);
+    return -1;
+  } else {
+    job->every = lua_tonumber(L, -1);
+  }
+  lua_getfield(L, -5, "timeout");
+  if (!lua_isnil(L, -1)) {
+    if (lua_type(L, -1) != LUA_TNUMBER || lua_tonumber(L, -1) <= 0) {
+      snprintf(err, errlen,
+               "schedule entry %d (%s): 'timeout' must be a positive number",
+               n, job->name);
+      return -1;
+    }
+    job->timeout = lua_tonumber(L, -1);
+  }
+  lua_getfield(L, -6, "args");
+  if (!lua_isnil(L, -1)) {
+    if (!lua_istable(L, -1) || (job->args_json = encode_json(L)) == NULL) {
+      snprintf(err, errlen,
+               "schedule entry %d (%s): 'args' must be an array of plain "
+               "values",
+               n, job->name);
+      return -1;
+    }
+  }
+  lua_pop(L, 6);
+  return 0;
+}
+
+static int read_schedule(lua_State *L, config_t *c, char *err,
+                         size_t errlen) {
+  lua_Integer n;
+  if (!lua_istable(L, -1)) {
+    snprintf(err, errlen, "key 'schedule': table expected, got %s",
+             luaL_typename(L, -1));
+    return -1;
+  }
+  n = luaL_len(L, -1);
+  free_jobs(c);
+  c->jobs = calloc((size_t)n + 1, sizeof(*c->jobs));
+  for (lua_Integer i = 1; i <= n; i++) {
+    int r;
+    lua_geti(L, -1, i);
+    if (!lua_istable(L, -1)) {
+      snprintf(err, errlen, "schedule entry %d: table expected, got %s",
+               (int)i, luaL_typename(L, -1));
+      return -1;
+    }
+    c->njobs++;
+    r = read_job(L, &c->jobs[i - 1], (int)i, err, errlen);
+    lua_pop(L, 1);
+    if (r < 0)
+      return -1;
+  }
+  return 0;
+}
+
+/* One key of the configuration's environment: key at -2, value at -1. */
+static int read_key(lua_State *L, config_t *c, char *err, size_t errlen) {
+  const char *key;
+  if (lua_type(L, -2) != LUA_TSTRING) {
+    snprintf(err, errlen, "unexpected %s key", luaL_typename(L, -2));
+    return -1;
+  }
+  key = lua_tostring(L, -2);
+  for (size_t i = 0; i < sizeof(num_keys) / sizeof(num_keys[0]); i++)
+    if (strcmp(key, num_keys[i].name) == 0)
+      return set_number(L, c, &num_keys[i], err, errlen);
+  if (strcmp(key, "listen") == 0) {
+    char why[256];
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      snprintf(err, errlen, "key 'listen': string expected, got %s",
+               luaL_typename(L, -1));
+      return -1;
+    }
+    if (netaddr_parse(lua_tostring(L, -1), &c->listen, why, sizeof(why))) {
+      snprintf(err, errlen, "key 'listen': %s", why);
+      return -1;
+    }
+    return 0;
+  }
+  if (strcmp(key, "admin_socket") == 0)
+    return set_string(L, &c->admin_socket, key, err, errlen);
+  if (strcmp(key, "scripts") == 0)
+    return set_string(L, &c->scripts, key, err, errlen);
+  if (strcmp(key, "schedule") == 0)
+    return read_schedule(L, c, err, errlen);
+  snprintf(err, errlen, "unknown key '%s'", key);
+  return -1;
+}
+
+int config_load_string(config_t *c, const char *chunk, const char *name,
+                       char *err, size_t errlen) {
+  lua_State *L = luaL_newstate();
+  char why[512] = "", chunkname[512];
+  int r = -1, located = 0;
+
+  if (L == NULL) {
+    snprintf(err, errlen, "%s: out of memory", name);
+    return -1;
+  }
+  luaL_requiref(L, "_G", luaopen_base, 1);
+  luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
+  luaL_requiref(L, LUA_MATHLIBNAME, luaopen_math, 1);
+  luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 1);
+  luaL_requiref(L, "cjson", luaopen_cjson, 0);
+  lua_setfield(L, LUA_REGISTRYINDEX, "herald.config.cjson");
+  lua_settop(L, 0);
+
+  /* "@name" makes Lua's own messages read "name:LINE: why". */
+  snprintf(chunkname, sizeof(chunkname), "@%s", name);
+  if (luaL_loadbufferx(L, chunk, strlen(chunk), chunkname, "t") != LUA_OK) {
+    snprintf(why, sizeof(why), "%s", lua_tostring(L, -1));
+    located = 1;
+    goto done;
+  }
+  /* The chunk's globals land in an environment of their own, which can
+   * still read string, math and table. */
+  lua_newtable(L);
+  lua_newtable(L);
+  lua_pushglobaltable(L);
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_setupvalue(L, -3, 1);
+  lua_insert(L, 1);
+  if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+    snprintf(why, sizeof(why), "%s", lua_tostring(L, -1));
+    located = 1;
+    goto done;
+  }
+  lua_pushnil(L);
+  while (lua_next(L, 1) != 0) {
+    if (read_key(L, c, why, sizeof(why)) < 0)
+      goto done;
+    lua_pop(L, 1);
+  }
+  r = 0;
+done:
+  if (r < 0 && located)
+    snprintf(err, errlen, "%s", why);
+  else if (r < 0)
+    snprintf(err, errlen, "%s: %s", name, why);
+  lua_close(L);
+  return r;
+}
+
+int config_load_file(config_t *c, const char *path, char *err,
+                     size_t errlen) {
+  FILE *f = fopen(path, "rb");
+  char *chunk;
+  long size;
+  int r;
+
+  if (f == NULL) {
+    snprintf(err, errlen, "%s: cannot open: %m", path);
+    return -1;
+  }
+  fseek(f, 0, SEEK_END);
+  size = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  chunk = malloc((size_t)size + 1);
+  if (chunk == NULL || fread(chunk, 1, (size_t)size, f) != (size_t)size) {
+    snprintf(err, errlen, "%s: cannot read", path);
+    free(chunk);
+    fclose(f);
+    return -1;
+  }
+  chunk[size] = '\0';
+  fclose(f);
+  r = config_load_string(c, chunk, path, err, errlen);
+  free(chunk);
+  return r;
+}

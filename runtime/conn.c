@@ -1,0 +1,307 @@
+#include "conn.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define READ_BUFFER_SIZE (64 * 1024)
+#define END_GRACE_MS 2000
+
+struct conn {
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } h;
+  const conn_handler_t *handler;
+  void *owner;
+  char *partial; /* the start of a line still waiting for its '\n' */
+  size_t partial_len, partial_cap;
+  size_t max_line;
+  size_t queued_bytes;
+  uv_shutdown_t shutdown_req;
+  uv_timer_t *end_timer; /* only while ending */
+  unsigned closing : 1;
+  unsigned ending : 1;
+};
+
+typedef struct write_req {
+  uv_write_t req;
+  outbuf_t *buf;
+  size_t len;
+} write_req_t;
+
+/* Safe to share: the loop is single-threaded and a read callback consumes
+ * the data before the next allocation. */
+static char read_buffer[READ_BUFFER_SIZE];
+
+conn_t *conn_new(uv_loop_t *loop, conn_kind_t kind,
+                 const conn_handler_t *handler, size_t max_line) {
+  conn_t *c = calloc(1, sizeof(*c));
+  if (c == NULL)
+    return NULL;
+  if (kind == CONN_TCP)
+    uv_tcp_init(loop, &c->h.tcp);
+  else
+    uv_pipe_init(loop, &c->h.pipe, 0);
+  c->h.handle.data = c;
+  c->handler = handler;
+  c->max_line = max_line;
+  return c;
+}
+
+uv_stream_t *conn_stream(conn_t *c) { return &c->h.stream; }
+
+void conn_set_owner(conn_t *c, void *owner) { c->owner = owner; }
+
+void *conn_owner(const conn_t *c) { return c->owner; }
+
+void conn_set_handler(conn_t *c, const conn_handler_t *handler) {
+  c->handler = handler;
+}
+
+size_t conn_queued_bytes(const conn_t *c) { return c->queued_bytes; }
+
+int conn_is_closing(const conn_t *c) { return c->closing || c->ending; }
+
+static void on_end_timer_closed(uv_handle_t *h) { free(h); }
+
+static void on_closed(uv_handle_t *h) {
+  conn_t *c = h->data;
+  if (c->handler->on_close != NULL)
+    c->handler->on_close(c);
+  free(c->partial);
+  free(c);
+}
+
+void conn_close(conn_t *c) {
+  if (c->closing)
+    return;
+  c->closing = 1;
+  if (c->end_timer != NULL) {
+    uv_close((uv_handle_t *)c->end_timer, on_end_timer_closed);
+    c->end_timer = NULL;
+  }
+  uv_close(&c->h.handle, on_closed);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  (void)h;
+  (void)suggested;
+  *buf = uv_buf_init(read_buffer, sizeof(read_buffer));
+}
+
+/* Appends to the partial line; returns -1 when it would hold more than
+ * limit bytes. */
+static int keep_partial(conn_t *c, const char *data, size_t len,
+                        size_t limit) {
+  size_t need = c->partial_len + len;
+  if (need > limit)
+    return -1;
+  if (need > c->partial_cap) {
+    size_t cap = c->partial_cap ? c->partial_cap : 256;
+    char *p;
+    while (cap < need)
+      cap *= 2;
+    if (cap > c->max_line + 1)
+      cap = c->max_line + 1;
+    p = realloc(c->partial, cap);
+    if (p == NULL)
+      return -1;
+    c->partial = p;
+    c->partial_cap = cap;
+  }
+  memcpy(c->partial + c->partial_len, data, len);
+  c->partial_len = need;
+  return 0;
+}
+
+static void drop_partial(conn_t *c) {
+  free(c->partial);
+  c->partial = NULL;
+  c->partial_len = c->partial_cap = 0;
+}
+
+static void deliver_line(conn_t *c, char *line, size_t len) {
+  if (len > 0 && line[len - 1] == '\r')
+    len--;
+  line[len] = '\0';
+  c->handler->on_line(c, line, len);
+}
+
+static void too_large(conn_t *c) {
+  drop_partial(c);
+  uv_read_stop(&c->h.stream);
+  c->handler->on_too_large(c);
+}
+
+/*
+ * Splits data into lines. A line that started in an earlier read is
+ * completed in the remainder buffer; whole lines are handed over in place,
+ * inside the shared read buffer. Stops as soon as the handler ends the
+ * connection.
+ */
+static void split_lines(conn_t *c, char *data, size_t len) {
+  while (len > 0 && !conn_is_closing(c)) {
+    char *nl = memchr(data, '\n', len);
+    size_t take;
+
+    if (nl == NULL) {
+      if (keep_partial(c, data, len, c->max_line) < 0)
+        too_large(c);
+      return;
+    }
+    take = (size_t)(nl - data);
+    if (c->partial_len > 0) {
+      /* One byte more for the NUL that replaces '\n'. */
+      if (keep_partial(c, data, take + 1, c->max_line + 1) < 0) {
+        too_large(c);
+        return;
+      }
+      deliver_line(c, c->partial, c->partial_len - 1);
+      c->partial_len = 0;
+      if (c->partial_cap > 4096)
+        drop_partial(c);
+    } else if (take > c->max_line) {
+      too_large(c);
+      return;
+    } else {
+      deliver_line(c, data, take);
+    }
+    data += take + 1;
+    len -= take + 1;
+  }
+  /* An idle connection keeps no buffer. */
+  if (c->partial_len == 0 && c->partial != NULL && !conn_is_closing(c))
+    drop_partial(c);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  conn_t *c = s->data;
+  (void)buf;
+  if (nread == 0 || c->closing)
+    return;
+  if (nread < 0) {
+    if (!c->ending && c->handler->on_eof != NULL)
+      c->handler->on_eof(c, (int)nread);
+    conn_close(c);
+    return;
+  }
+  if (c->ending)
+    return; /* draining until the peer closes */
+  split_lines(c, read_buffer, (size_t)nread);
+}
+
+int conn_start(conn_t *c) {
+  return uv_read_start(&c->h.stream, on_alloc, on_read);
+}
+
+static void on_write(uv_write_t *req, int status) {
+  write_req_t *w = (write_req_t *)req;
+  conn_t *c = req->handle->data;
+  c->queued_bytes -= w->len;
+  if (status == 0 && w->buf->msg_id != 0)
+    w->buf->delivered++;
+  outbuf_unref(w->buf);
+  free(w);
+  if (status < 0 && status != UV_ECANCELED)
+    conn_close(c);
+}
+
+int conn_send(conn_t *c, outbuf_t *b) {
+  uv_buf_t buf = uv_buf_init(b->data, b->len);
+  write_req_t *w;
+  int n = 0, r;
+
+  if (c->closing)
+    return UV_ECANCELED;
+  /* Only when nothing waits: bytes must leave in order. */
+  if (c->queued_bytes == 0) {
+    n = uv_try_write(&c->h.stream, &buf, 1);
+    if (n == (int)b->len) {
+      if (b->msg_id != 0)
+        b->delivered++;
+      return 1;
+    }
+    if (n < 0 && n != UV_EAGAIN) {
+      conn_close(c);
+      return n;
+    }
+    if (n < 0)
+      n = 0;
+  }
+  w = malloc(sizeof(*w));
+  if (w == NULL) {
+    conn_close(c);
+    return UV_ENOMEM;
+  }
+  w->buf = outbuf_ref(b);
+  w->len = b->len - (size_t)n;
+  buf = uv_buf_init(b->data + n, (unsigned)w->len);
+  r = uv_write(&w->req, &c->h.stream, &buf, 1, on_write);
+  if (r < 0) {
+    outbuf_unref(b);
+    free(w);
+    conn_close(c);
+    return r;
+  }
+  c->queued_bytes += w->len;
+  return 0;
+}
+
+int conn_send_copy(conn_t *c, const char *s, size_t len) {
+  outbuf_t *b = outbuf_copy(s, len);
+  int r;
+  if (b == NULL) {
+    conn_close(c);
+    return UV_ENOMEM;
+  }
+  r = conn_send(c, b);
+  outbuf_unref(b);
+  return r;
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  conn_t *c = req->handle->data;
+  /* After a clean shutdown keep reading until the peer's EOF, so that
+   * closing does not turn unread input into a reset that loses our last
+   * frame; the end timer bounds the wait. */
+  if (status < 0)
+    conn_close(c);
+}
+
+static void on_end_timer(uv_timer_t *t) { conn_close(t->data); }
+
+void conn_end(conn_t *c) {
+  if (c->closing || c->ending)
+    return;
+  c->ending = 1;
+  drop_partial(c);
+  if (uv_read_start(&c->h.stream, on_alloc, on_read) < 0 ||
+      uv_shutdown(&c->shutdown_req, &c->h.stream, on_shutdown) < 0) {
+    conn_close(c);
+    return;
+  }
+  c->end_timer = malloc(sizeof(*c->end_timer));
+  if (c->end_timer == NULL) {
+    conn_close(c);
+    return;
+  }
+  uv_timer_init(c->h.handle.loop, c->end_timer);
+  c->end_timer->data = c;
+  uv_timer_start(c->end_timer, on_end_timer, END_GRACE_MS, 0);
+}
+
+void conn_peer_ip(const conn_t *c, char *out, size_t len) {
+  struct sockaddr_storage ss;
+  int n = sizeof(ss);
+
+  out[0] = '\0';
+  if (c->h.handle.type != UV_TCP ||
+      uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &n) != 0)
+    return;
+  if (ss.ss_family == AF_INET)
+    uv_ip4_name((struct sockaddr_in *)&ss, out, len);
+  else if (ss.ss_family == AF_INET6)
+    uv_ip6_name((struct sockaddr_in6 *)&ss, out, len);
+}

@@ -1,0 +1,72 @@
+/*
+ * conn: one stream connection (TCP for remote users, a Unix socket for the
+ * admin side) with line framing and a bounded write path.
+ *
+ * Reads land in one buffer shared by every connection; only a partial line
+ * is copied into a per-connection remainder, so an idle connection holds no
+ * read buffer. Writes go straight to the socket (uv_try_write); only what
+ * the kernel did not take is queued, holding a reference to the outbuf.
+ */
+#ifndef HERALD_CONN_H
+#define HERALD_CONN_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "outbuf.h"
+
+typedef struct conn conn_t;
+
+typedef struct conn_handler {
+  /* One complete line, '\n' (and a '\r' before it) removed, NUL-terminated
+   * in place. The handler may end or close the connection. */
+  void (*on_line)(conn_t *c, char *line, size_t len);
+  /* A line grew past the connection's limit; the connection stops reading.
+   * The handler usually sends an error and ends the connection. */
+  void (*on_too_large)(conn_t *c);
+  /* The peer closed or the socket failed (status is a libuv error code);
+   * the connection closes right after. */
+  void (*on_eof)(conn_t *c, int status);
+  /* Last call for this connection, from libuv's close callback: release
+   * what the owner keeps for it. The conn is freed after it returns. */
+  void (*on_close)(conn_t *c);
+} conn_handler_t;
+
+typedef enum conn_kind { CONN_TCP, CONN_PIPE } conn_kind_t;
+
+/* A new connection, ready for uv_accept on conn_stream(c). */
+conn_t *conn_new(uv_loop_t *loop, conn_kind_t kind,
+                 const conn_handler_t *handler, size_t max_line);
+uv_stream_t *conn_stream(conn_t *c);
+/* Starts reading; returns 0 or a libuv error code. */
+int conn_start(conn_t *c);
+
+void conn_set_owner(conn_t *c, void *owner);
+/* Changes what handles the connection's events from now on. */
+void conn_set_handler(conn_t *c, const conn_handler_t *handler);
+void *conn_owner(const conn_t *c);
+
+/*
+ * Writes b, sharing it: nothing is copied, and a reference is taken only if
+ * part of it has to wait in the queue. Returns 1 when the kernel took all of
+ * it at once, 0 when some is queued, a libuv error code when the connection
+ * failed (it is then being closed). Counts b->delivered for message frames.
+ */
+int conn_send(conn_t *c, outbuf_t *b);
+/* Copies s into a new outbuf and sends it; same result as conn_send. */
+int conn_send_copy(conn_t *c, const char *s, size_t len);
+/* Bytes handed to the socket but not yet written. */
+size_t conn_queued_bytes(const conn_t *c);
+
+/* Sends what is queued, then closes: the graceful end after an error or a
+ * drop frame. Lines that arrive meanwhile are discarded. The connection is
+ * closed after at most 2 seconds, whether the peer reads or not. */
+void conn_end(conn_t *c);
+/* Closes now; idempotent. */
+void conn_close(conn_t *c);
+int conn_is_closing(const conn_t *c);
+
+/* The peer's address as text ("127.0.0.1"), "" for a Unix socket. */
+void conn_peer_ip(const conn_t *c, char *out, size_t len);
+
+#endif

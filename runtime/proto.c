@@ -1,0 +1,377 @@
+#include "proto.h"
+
+#include <lauxlib.h>
+#include <lua-cjson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "clock.h"
+
+#define CJSON_KEY "herald.proto.cjson"
+
+/* Shared constant frames, made once; their one reference is never
+ * released. */
+static outbuf_t *ping_frame, *pong_frame;
+
+int proto_init(lua_State *L) {
+  /* A private instance (cjson.new), so scripts that change cjson's
+   * settings cannot change the protocol's. */
+  luaL_requiref(L, "cjson", luaopen_cjson, 0);
+  lua_getfield(L, -1, "new");
+  if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
+    lua_pop(L, 2);
+    return -1;
+  }
+  lua_getfield(L, -1, "decode_max_depth");
+  lua_pushinteger(L, PROTO_MAX_DEPTH);
+  lua_call(L, 1, 0);
+  lua_getfield(L, -1, "encode_max_depth");
+  lua_pushinteger(L, PROTO_MAX_DEPTH);
+  lua_call(L, 1, 0);
+  lua_getfield(L, -1, "encode_sparse_array");
+  lua_pushboolean(L, 1);
+  lua_call(L, 1, 0);
+  lua_setfield(L, LUA_REGISTRYINDEX, CJSON_KEY);
+  lua_pop(L, 1);
+  if (ping_frame == NULL)
+    ping_frame = outbuf_copy("{\"type\":\"ping\"}\n", 16);
+  if (pong_frame == NULL)
+    pong_frame = outbuf_copy("{\"type\":\"pong\"}\n", 16);
+  return ping_frame != NULL && pong_frame != NULL ? 0 : -1;
+}
+
+/* Pushes the private cjson's function name. */
+static void push_cjson(lua_State *L, const char *name) {
+  lua_getfield(L, LUA_REGISTRYINDEX, CJSON_KEY);
+  lua_getfield(L, -1, name);
+  lua_remove(L, -2);
+}
+
+int proto_valid_utf8(const char *str, size_t len) {
+  const unsigned char *s = (const unsigned char *)str, *end = s + len;
+  while (s < end) {
+    unsigned c = *s;
+    size_t n;
+    unsigned cp;
+    if (c < 0x80) {
+      s++;
+      continue;
+    }
+    if (c >= 0xC2 && c <= 0xDF) {
+      n = 1;
+      cp = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      n = 2;
+      cp = c & 0x0F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      n = 3;
+      cp = c & 0x07;
+    } else {
+      return 0;
+    }
+    if ((size_t)(end - s) <= n)
+      return 0;
+    for (size_t i = 1; i <= n; i++) {
+      if ((s[i] & 0xC0) != 0x80)
+        return 0;
+      cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if ((n == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+        (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
+      return 0;
+    s += n + 1;
+  }
+  return 1;
+}
+
+static const struct {
+  const char *name;
+  proto_type_t type;
+} type_names[] = {
+    {"hello", PROTO_HELLO}, {"ack", PROTO_ACK}, {"call", PROTO_CALL},
+    {"ping", PROTO_PING},   {"pong", PROTO_PONG}, {"bye", PROTO_BYE},
+};
+
+int proto_decode(lua_State *L, const char *line, size_t len, char *err,
+                 size_t errlen) {
+  size_t i = 0;
+  const char *type;
+
+  if (!proto_valid_utf8(line, len)) {
+    snprintf(err, errlen, "frame is not valid UTF-8");
+    return -1;
+  }
+  /* cjson accepts any JSON value; an object is the one that starts with
+   * '{' once the leading blanks are skipped. */
+  while (i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r'))
+    i++;
+  push_cjson(L, "decode");
+  lua_pushlstring(L, line, len);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    snprintf(err, errlen, "frame is not valid JSON: %s",
+             lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return -1;
+  }
+  if (i == len || line[i] != '{') {
+    snprintf(err, errlen, "frame is not a JSON object");
+    lua_pop(L, 1);
+    return -1;
+  }
+  lua_getfield(L, -1, "type");
+  type = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+  lua_pop(L, 1);
+  for (size_t k = 0; k < sizeof(type_names) / sizeof(type_names[0]); k++)
+    if (strcmp(type, type_names[k].name) == 0)
+      return type_names[k].type;
+  return PROTO_UNKNOWN;
+}
+
+/*
+ * Reads the string field name of the table at -1 into *out (NULL when
+ * absent). Returns -1 with a message when present but not a string, or
+ * longer than max bytes, or shorter than min.
+ */
+static int hello_string(lua_State *L, const char *name, size_t min,
+                        size_t max, const char **out, char *err,
+                        size_t errlen) {
+  size_t len = 0;
+  int t = lua_getfield(L, -1, name);
+  /* The frame table keeps the string alive after the pop. */
+  *out = t == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+  lua_pop(L, 1);
+  if (t == LUA_TNIL && min == 0)
+    return 0;
+  if (t == LUA_TNIL) {
+    snprintf(err, errlen, "hello: '%s' is required", name);
+    return -1;
+  }
+  if (t != LUA_TSTRING) {
+    snprintf(err, errlen, "hello: '%s' must be a string, not %s", name,
+             t == LUA_TLIGHTUSERDATA ? "null" : lua_typename(L, t));
+    return -1;
+  }
+  if (len < min || len > max) {
+    snprintf(err, errlen, "hello: '%s' must be %zu to %zu bytes long, not %zu",
+             name, min, max, len);
+    return -1;
+  }
+  return 0;
+}
+
+int proto_check_hello(lua_State *L, proto_hello_t *h, char *err,
+                      size_t errlen) {
+  static const char *const host_types[] = {"linux", "mac", "windows",
+                                           "browser"};
+  int t;
+
+  memset(h, 0, sizeof(*h));
+  h->protocol = PROTO_VERSION;
+  if (hello_string(L, "userName", 1, PROTO_MAX_USER_NAME, &h->user_name, err,
+                   errlen) < 0 ||
+      hello_string(L, "machineName", 0, PROTO_MAX_NAME, &h->machine_name, err,
+                   errlen) < 0 ||
+      hello_string(L, "systemUserName", 0, PROTO_MAX_NAME,
+                   &h->system_user_name, err, errlen) < 0 ||
+      hello_string(L, "hostType", 0, 16, &h->host_type, err, errlen) < 0 ||
+      hello_string(L, "password", 0, 1024, &h->password, err, errlen) < 0)
+    return -1;
+  if (h->host_type != NULL) {
+    size_t i;
+    for (i = 0; i < 4; i++)
+      if (strcmp(h->host_type, host_types[i]) == 0)
+        break;
+    if (i == 4) {
+      snprintf(err, errlen,
+               "hello: 'hostType' must be linux, mac, windows or browser");
+      return -1;
+    }
+  }
+  t = lua_getfield(L, -1, "protocol");
+  if (t != LUA_TNIL) {
+    if (!lua_isinteger(L, -1)) {
+      snprintf(err, errlen, "hello: 'protocol' must be an integer");
+      lua_pop(L, 1);
+      return -1;
+    }
+    h->protocol = lua_tointeger(L, -1);
+  }
+  lua_pop(L, 1);
+  if (h->protocol != PROTO_VERSION) {
+    snprintf(err, errlen, "protocol %lld is not supported (this server "
+             "speaks version %d)", (long long)h->protocol, PROTO_VERSION);
+    return -2;
+  }
+  t = lua_getfield(L, -1, "resume");
+  if (t != LUA_TNIL) {
+    int r = -1;
+    if (t != LUA_TTABLE) {
+      snprintf(err, errlen, "hello: 'resume' must be an object");
+    } else if (hello_string(L, "sessionID", 1, 64, &h->resume_id, err,
+                            errlen) == 0 &&
+               hello_string(L, "token", 1, 64, &h->resume_token, err,
+                            errlen) == 0) {
+      r = 0;
+    }
+    /* The strings stay referenced by the resume table, which the frame
+     * table keeps alive. */
+    lua_pop(L, 1);
+    if (r < 0) {
+      if (t == LUA_TTABLE)
+        snprintf(err, errlen, "hello: 'resume' needs string 'sessionID' "
+                 "and 'token'");
+      return -1;
+    }
+  } else {
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+int proto_get_integer(lua_State *L, const char *name, lua_Integer *out) {
+  int ok;
+  lua_getfield(L, -1, name);
+  ok = lua_isinteger(L, -1);
+  if (!ok && lua_type(L, -1) == LUA_TNUMBER) {
+    /* cjson decodes 12 as an integer but 12.0 as a float: take whole
+     * floats too. */
+    lua_Number n = lua_tonumber(L, -1);
+    ok = n == (lua_Number)(lua_Integer)n;
+    *out = (lua_Integer)n;
+  } else if (ok) {
+    *out = lua_tointeger(L, -1);
+  }
+  lua_pop(L, 1);
+  return ok ? 0 : -1;
+}
+
+int proto_encode_value(lua_State *L, int idx, char *err, size_t errlen) {
+  idx = lua_absindex(L, idx);
+  push_cjson(L, "encode");
+  lua_pushvalue(L, idx);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    snprintf(err, errlen, "%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return -1;
+  }
+  return 0;
+}
+
+/* Pushes s as a JSON string literal (quotes and escapes included). */
+static const char *quote(lua_State *L, const char *s, size_t len,
+                         size_t *outlen) {
+  char err[128];
+  lua_pushlstring(L, s, len);
+  if (proto_encode_value(L, -1, err, sizeof(err)) < 0) {
+    lua_pop(L, 1);
+    return NULL;
+  }
+  lua_remove(L, -2);
+  return lua_tolstring(L, -1, outlen);
+}
+
+/* Builds "<head><quoted s><tail>\n" into a new outbuf. */
+static outbuf_t *frame3(lua_State *L, const char *head, const char *s,
+                        const char *tail) {
+  size_t qlen, hlen = strlen(head), tlen = strlen(tail);
+  const char *q = quote(L, s, strlen(s), &qlen);
+  outbuf_t *b;
+  if (q == NULL)
+    return NULL;
+  b = outbuf_new(hlen + qlen + tlen + 1);
+  if (b != NULL) {
+    memcpy(b->data, head, hlen);
+    memcpy(b->data + hlen, q, qlen);
+    memcpy(b->data + hlen + qlen, tail, tlen);
+    b->data[hlen + qlen + tlen] = '\n';
+  }
+  lua_pop(L, 1);
+  return b;
+}
+
+outbuf_t *proto_message(lua_State *L, int64_t id, const char *text,
+                        size_t len, int64_t sent_wall_ms) {
+  char head[64], tail[64], when[32];
+  size_t qlen, hlen, tlen;
+  const char *q = quote(L, text, len, &qlen);
+  outbuf_t *b;
+
+  if (q == NULL)
+    return NULL;
+  clock_format_iso8601(sent_wall_ms, when, sizeof(when));
+  hlen = (size_t)snprintf(head, sizeof(head),
+                          "{\"type\":\"message\",\"id\":%lld,\"text\":",
+                          (long long)id);
+  tlen = (size_t)snprintf(tail, sizeof(tail), ",\"sentAt\":\"%s\"}\n", when);
+  b = outbuf_new(hlen + qlen + tlen);
+  if (b != NULL) {
+    memcpy(b->data, head, hlen);
+    memcpy(b->data + hlen, q, qlen);
+    memcpy(b->data + hlen + qlen, tail, tlen);
+    b->msg_id = id;
+  }
+  lua_pop(L, 1);
+  return b;
+}
+
+outbuf_t *proto_welcome(lua_State *L, const char *session_id,
+                        const char *token, double heartbeat) {
+  char line[256];
+  int n;
+  (void)L;
+  /* IDs and tokens are hex digits: nothing to escape. */
+  n = snprintf(line, sizeof(line),
+               "{\"type\":\"welcome\",\"sessionID\":\"%s\",\"resumeToken\":"
+               "\"%s\",\"heartbeat\":%g,\"server\":\"herald/%s\"}\n",
+               session_id, token, heartbeat, HERALD_VERSION);
+  return outbuf_copy(line, (size_t)n);
+}
+
+outbuf_t *proto_error(lua_State *L, const char *code, const char *message) {
+  char head[96];
+  snprintf(head, sizeof(head),
+           "{\"type\":\"error\",\"code\":\"%s\",\"message\":", code);
+  return frame3(L, head, message, "}");
+}
+
+outbuf_t *proto_drop(lua_State *L, const char *reason) {
+  return frame3(L, "{\"type\":\"drop\",\"reason\":", reason, "}");
+}
+
+outbuf_t *proto_result_error(lua_State *L, lua_Integer id,
+                             const char *message) {
+  char head[96];
+  snprintf(head, sizeof(head),
+           "{\"type\":\"result\",\"id\":%lld,\"ok\":false,\"error\":",
+           (long long)id);
+  return frame3(L, head, message, "}");
+}
+
+outbuf_t *proto_result_value(lua_State *L, lua_Integer id, int idx,
+                             char *err, size_t errlen) {
+  char head[96];
+  size_t hlen, vlen;
+  const char *v;
+  outbuf_t *b;
+
+  if (proto_encode_value(L, idx, err, errlen) < 0)
+    return NULL;
+  v = lua_tolstring(L, -1, &vlen);
+  hlen = (size_t)snprintf(head, sizeof(head),
+                          "{\"type\":\"result\",\"id\":%lld,\"ok\":true,"
+                          "\"value\":",
+                          (long long)id);
+  b = outbuf_new(hlen + vlen + 2);
+  if (b != NULL) {
+    memcpy(b->data, head, hlen);
+    memcpy(b->data + hlen, v, vlen);
+    memcpy(b->data + hlen + vlen, "}\n", 2);
+  } else {
+    snprintf(err, errlen, "out of memory");
+  }
+  lua_pop(L, 1);
+  return b;
+}
+
+outbuf_t *proto_ping(void) { return ping_frame; }
+outbuf_t *proto_pong(void) { return pong_frame; }

@@ -1,0 +1,317 @@
+#include "runcmd.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <lauxlib.h>
+#include <lua-cjson.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "config.h"
+#include "herald.h"
+#include "log.h"
+#include "process.h"
+#include "proto.h"
+#include "vm.h"
+
+static const char usage[] =
+    "usage: herald run [--socket PATH] FILE.lua [ARG...]\n"
+    "       herald run --local FILE.lua [ARG...]\n"
+    "\n"
+    "Runs a Lua script on the running server as a process; its print\n"
+    "output streams back here. The script sees its arguments as ... and\n"
+    "arg[1..n]. --socket is the server's admin socket (default\n"
+    "$HERALD_SOCKET, else $XDG_RUNTIME_DIR/herald.sock, else\n"
+    "/tmp/herald-$UID/herald.sock). --local runs the script here, with no\n"
+    "server: send_message_to_remote_user, drop_remote_user and\n"
+    "reject_new_remote_connections then do nothing.\n"
+    "\n"
+    "Exit status: 0 success, 1 the script failed (message and traceback on\n"
+    "stderr), 2 usage error or server unreachable.\n";
+
+/* Reads the whole file at path into a new Lua string on L. */
+static int push_file(lua_State *L, const char *path) {
+  FILE *f = fopen(path, "rb");
+  luaL_Buffer b;
+  size_t n;
+  if (f == NULL) {
+    fprintf(stderr, "herald: run: cannot open %s: %s\n", path,
+            strerror(errno));
+    return -1;
+  }
+  luaL_buffinit(L, &b);
+  do {
+    n = fread(luaL_prepbuffer(&b), 1, LUAL_BUFFERSIZE, f);
+    luaL_addsize(&b, n);
+  } while (n == LUAL_BUFFERSIZE);
+  fclose(f);
+  luaL_pushresult(&b);
+  return 0;
+}
+
+static int connect_admin(const char *path) {
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  size_t len = strlen(path);
+  int fd;
+  if (len >= sizeof(addr.sun_path)) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  memcpy(addr.sun_path, path, len + 1);
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -1;
+  if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  return fd;
+}
+
+static int write_all(int fd, const char *p, size_t len) {
+  while (len > 0) {
+    ssize_t n = write(fd, p, len);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return -1;
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+/* Appends n bytes to the growing line *acc (length *have). */
+static void append(char **acc, size_t *have, const char *src, size_t n) {
+  char *grown = realloc(*acc, *have + n + 1);
+  if (grown == NULL) {
+    fprintf(stderr, "herald: run: out of memory\n");
+    exit(1);
+  }
+  memcpy(grown + *have, src, n);
+  *acc = grown;
+  *have += n;
+}
+
+/* Handles one frame from the server; returns the script's exit status
+ * once it has ended, else -1. */
+static int on_frame(lua_State *L, const char *line, size_t len) {
+  const char *type;
+  int status = -1;
+
+  lua_getglobal(L, "cjson");
+  lua_getfield(L, -1, "decode");
+  lua_pushlstring(L, line, len);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_istable(L, -1)) {
+    fprintf(stderr, "herald: run: unreadable answer from the server\n");
+    lua_settop(L, 0);
+    return 1;
+  }
+  lua_getfield(L, -1, "type");
+  lua_getfield(L, -2, "text");
+  lua_getfield(L, -3, "status");
+  lua_getfield(L, -4, "error");
+  type = lua_tostring(L, -4);
+  if (type != NULL && strcmp(type, "print") == 0) {
+    printf("%s\n", lua_isstring(L, -3) ? lua_tostring(L, -3) : "");
+    fflush(stdout);
+  } else if (type != NULL && strcmp(type, "exit") == 0) {
+    status = (int)lua_tointeger(L, -2);
+    if (lua_isstring(L, -1))
+      fprintf(stderr, "herald: run: %s\n", lua_tostring(L, -1));
+  }
+  lua_settop(L, 0);
+  return status;
+}
+
+/* Prints the server's frames until exit; returns the script's status. */
+static int follow(lua_State *L, int fd) {
+  char buf[4096], *acc = NULL;
+  size_t have = 0;
+  int status = -1;
+
+  while (status < 0) {
+    ssize_t n = read(fd, buf, sizeof(buf));
+    char *start = buf, *nl;
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      fprintf(stderr, "herald: run: the server closed the connection "
+                      "before the script ended\n");
+      status = 1;
+      break;
+    }
+    while (status < 0 &&
+           (nl = memchr(start, '\n', (size_t)(buf + n - start))) != NULL) {
+      append(&acc, &have, start, (size_t)(nl - start));
+      status = on_frame(L, acc, have);
+      have = 0;
+      start = nl + 1;
+    }
+    if (status < 0 && start < buf + n)
+      append(&acc, &have, start, (size_t)(buf + n - start));
+  }
+  free(acc);
+  return status;
+}
+
+static int run_remote(const char *socket_path, int argc, char **argv) {
+  lua_State *L = luaL_newstate();
+  const char *name = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1
+                                           : argv[0];
+  const char *frame;
+  size_t len;
+  int fd, status;
+
+  luaL_openlibs(L);
+  luaL_requiref(L, "cjson", luaopen_cjson, 1);
+  lua_pop(L, 1);
+  lua_getglobal(L, "cjson");
+  lua_getfield(L, -1, "encode");
+  lua_createtable(L, 0, 4);
+  lua_pushliteral(L, "run");
+  lua_setfield(L, -2, "type");
+  lua_pushstring(L, name);
+  lua_setfield(L, -2, "name");
+  if (push_file(L, argv[0]) < 0) {
+    lua_close(L);
+    return 2;
+  }
+  lua_setfield(L, -2, "source");
+  if (argc > 1) {
+    lua_createtable(L, argc - 1, 0);
+    for (int i = 1; i < argc; i++) {
+      lua_pushstring(L, argv[i]);
+      lua_rawseti(L, -2, i);
+    }
+    lua_setfield(L, -2, "args");
+  }
+  lua_call(L, 1, 1);
+  frame = lua_tolstring(L, -1, &len);
+
+  fd = connect_admin(socket_path);
+  if (fd < 0) {
+    fprintf(stderr, "herald: run: cannot reach the server at %s: %s\n",
+            socket_path, strerror(errno));
+    lua_close(L);
+    return 2;
+  }
+  if (write_all(fd, frame, len) < 0 || write_all(fd, "\n", 1) < 0) {
+    fprintf(stderr, "herald: run: cannot send the script: %s\n",
+            strerror(errno));
+    close(fd);
+    lua_close(L);
+    return 2;
+  }
+  lua_settop(L, 0);
+  status = follow(L, fd);
+  close(fd);
+  lua_close(L);
+  return status;
+}
+
+static void on_local_done(process_t *p, int status, lua_State *co, int nres,
+                          const char *err, void *data) {
+  int *exit_status = data;
+  (void)p;
+  (void)co;
+  (void)nres;
+  if (status != LUA_OK)
+    fprintf(stderr, "herald: run: %s\n", err);
+  *exit_status = status == LUA_OK ? 0 : 1;
+}
+
+/* The script in a runtime of its own: the natives without a server. */
+static int run_local(int argc, char **argv) {
+  uv_loop_t *loop = uv_default_loop();
+  char err[256], chunkname[512];
+  vm_t *vm = vm_new(0, err, sizeof(err));
+  lua_State *L;
+  process_opts_t opts;
+  int status = 1;
+
+  if (vm == NULL) {
+    fprintf(stderr, "herald: run: %s\n", err);
+    return 1;
+  }
+  L = vm_state(vm);
+  proto_init(L);
+  herald_open(L, NULL);
+  process_init(loop, L);
+  snprintf(chunkname, sizeof(chunkname), "@%s", argv[0]);
+  if (vm_load_file(L, argv[0], chunkname) != LUA_OK) {
+    fprintf(stderr, "herald: run: %s\n", lua_tostring(L, -1));
+    vm_free(vm);
+    return lua_tostring(L, -1) != NULL &&
+                   strncmp(lua_tostring(L, -1), "cannot open", 11) == 0
+               ? 2
+               : 1;
+  }
+  lua_createtable(L, argc - 1, 1);
+  for (int i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i);
+  }
+  lua_setglobal(L, "arg");
+  for (int i = 1; i < argc; i++)
+    lua_pushstring(L, argv[i]);
+  memset(&opts, 0, sizeof(opts));
+  opts.type = PROCESS_EVAL;
+  opts.name = argv[0];
+  opts.on_done = on_local_done;
+  opts.data = &status;
+  if (process_spawn(L, argc - 1, &opts) < 0)
+    fprintf(stderr, "herald: run: cannot start the script\n");
+  uv_run(loop, UV_RUN_DEFAULT);
+  process_shutdown();
+  uv_run(loop, UV_RUN_DEFAULT);
+  vm_free(vm);
+  uv_loop_close(loop);
+  return status;
+}
+
+int runcmd_main(int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"socket", required_argument, NULL, 's'},
+      {"local", no_argument, NULL, 'l'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0}};
+  const char *socket_path = getenv("HERALD_SOCKET");
+  char default_path[512];
+  int ch, local = 0;
+
+  opterr = 0;
+  optind = 1;
+  /* '+': options end at the script's name; the rest are its arguments. */
+  while ((ch = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+    switch (ch) {
+    case 's': socket_path = optarg; break;
+    case 'l': local = 1; break;
+    case 'h': fputs(usage, stdout); return 0;
+    default:
+      fprintf(stderr, "herald: run: unknown or incomplete option '%s'\n"
+                      "Try 'herald run --help'.\n", argv[optind - 1]);
+      return 2;
+    }
+  }
+  if (optind >= argc) {
+    fprintf(stderr, "herald: run: no script given\n"
+                    "Try 'herald run --help'.\n");
+    return 2;
+  }
+  if (local)
+    return run_local(argc - optind, argv + optind);
+  if (socket_path == NULL || socket_path[0] == '\0') {
+    config_default_admin_socket(default_path, sizeof(default_path));
+    socket_path = default_path;
+  }
+  return run_remote(socket_path, argc - optind, argv + optind);
+}

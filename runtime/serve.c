@@ -1,0 +1,172 @@
+#include "serve.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "config.h"
+#include "herald.h"
+#include "log.h"
+#include "process.h"
+#include "proto.h"
+#include "server.h"
+#include "vm.h"
+
+static const char usage[] =
+    "usage: herald serve [--config FILE] [--listen HOST:PORT]\n"
+    "                    [--admin-socket PATH] [--scripts DIR] "
+    "[--no-console]\n"
+    "                    [--log-level debug|info|warn|error]\n"
+    "\n"
+    "Runs the herald server: remote users connect on --listen (default\n"
+    "127.0.0.1:7400), administrators on the admin socket (default\n"
+    "$XDG_RUNTIME_DIR/herald.sock, else /tmp/herald-$UID/herald.sock).\n"
+    "The configuration is FILE, else ./herald.conf.lua when it exists.\n"
+    "With a terminal on stdin, a Lua console runs at the same time, unless\n"
+    "--no-console is given. SIGINT or SIGTERM drops every session and\n"
+    "stops the server.\n";
+
+typedef struct serve_opts {
+  const char *config, *listen, *admin_socket, *scripts, *log_level;
+  int no_console;
+} serve_opts_t;
+
+static int parse_opts(int argc, char **argv, serve_opts_t *o) {
+  static const struct option longopts[] = {
+      {"config", required_argument, NULL, 'c'},
+      {"listen", required_argument, NULL, 'l'},
+      {"admin-socket", required_argument, NULL, 'a'},
+      {"scripts", required_argument, NULL, 's'},
+      {"log-level", required_argument, NULL, 'L'},
+      {"no-console", no_argument, NULL, 'n'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0}};
+  int ch;
+  memset(o, 0, sizeof(*o));
+  opterr = 0;
+  optind = 1;
+  while ((ch = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+    switch (ch) {
+    case 'c': o->config = optarg; break;
+    case 'l': o->listen = optarg; break;
+    case 'a': o->admin_socket = optarg; break;
+    case 's': o->scripts = optarg; break;
+    case 'L': o->log_level = optarg; break;
+    case 'n': o->no_console = 1; break;
+    case 'h': fputs(usage, stdout); return 1;
+    default:
+      fprintf(stderr, "herald: serve: unknown or incomplete option '%s'\n"
+                      "Try 'herald serve --help'.\n", argv[optind - 1]);
+      return -1;
+    }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "herald: serve: unexpected argument '%s'\n"
+                    "Try 'herald serve --help'.\n", argv[optind]);
+    return -1;
+  }
+  return 0;
+}
+
+/* The configuration: defaults, then the file, then the command line. */
+static int load_config(const serve_opts_t *o, config_t *cfg) {
+  char err[1024];
+  const char *file = o->config;
+
+  config_defaults(cfg);
+  if (file == NULL && access("herald.conf.lua", F_OK) == 0)
+    file = "herald.conf.lua";
+  if (file != NULL && config_load_file(cfg, file, err, sizeof(err)) < 0) {
+    fprintf(stderr, "herald: configuration: %s\n", err);
+    return -1;
+  }
+  if (o->listen != NULL &&
+      netaddr_parse(o->listen, &cfg->listen, err, sizeof(err)) < 0) {
+    fprintf(stderr, "herald: serve: --listen: %s\n", err);
+    return -1;
+  }
+  if (o->admin_socket != NULL) {
+    free(cfg->admin_socket);
+    cfg->admin_socket = strdup(o->admin_socket);
+  }
+  if (o->scripts != NULL) {
+    free(cfg->scripts);
+    cfg->scripts = strdup(o->scripts);
+  }
+  if (cfg->admin_socket == NULL) {
+    char path[512];
+    config_default_admin_socket(path, sizeof(path));
+    cfg->admin_socket = strdup(path);
+  }
+  if (file != NULL)
+    log_info("configuration %s", file);
+  return 0;
+}
+
+static void stop_admin(void *data) {
+  admin_t **admin = data;
+  admin_stop(*admin);
+  *admin = NULL;
+}
+
+int serve_main(int argc, char **argv) {
+  serve_opts_t o;
+  config_t cfg;
+  uv_loop_t *loop = uv_default_loop();
+  vm_t *vm = NULL;
+  server_t *srv = NULL;
+  admin_t *admin = NULL;
+  char err[1024];
+  int r = parse_opts(argc, argv, &o), status = 1;
+
+  if (r != 0)
+    return r > 0 ? 0 : 2;
+  if (o.log_level != NULL) {
+    log_level_t level;
+    if (log_parse_level(o.log_level, &level) < 0) {
+      fprintf(stderr, "herald: serve: --log-level must be debug, info, warn "
+                      "or error\n");
+      return 2;
+    }
+    log_set_level(level);
+  }
+  if (load_config(&o, &cfg) < 0) {
+    config_free(&cfg);
+    return 2;
+  }
+  vm = vm_new((size_t)cfg.lua_memory_limit, err, sizeof(err));
+  if (vm == NULL || (srv = server_new(loop, &cfg, vm)) == NULL ||
+      proto_init(vm_state(vm)) < 0) {
+    fprintf(stderr, "herald: serve: cannot start the lua runtime: %s\n",
+            vm == NULL ? err : "out of memory");
+    goto done;
+  }
+  herald_open(vm_state(vm), srv);
+  process_init(loop, vm_state(vm));
+  if (server_start(srv, err, sizeof(err)) < 0) {
+    fprintf(stderr, "herald: serve: %s\n", err);
+    status = 2;
+    goto done;
+  }
+  admin = admin_start(srv, cfg.admin_socket, err, sizeof(err));
+  if (admin == NULL) {
+    fprintf(stderr, "herald: serve: %s\n", err);
+    status = 2;
+    server_shutdown(srv);
+    uv_run(loop, UV_RUN_DEFAULT);
+    goto done;
+  }
+  server_on_shutdown(srv, stop_admin, &admin);
+  uv_run(loop, UV_RUN_DEFAULT);
+  log_info("stopped");
+  status = 0;
+done:
+  server_free(srv);
+  vm_free(vm);
+  uv_loop_close(loop);
+  config_free(&cfg);
+  return status;
+}

@@ -1,0 +1,644 @@
+#include "server.h"
+
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "conn.h"
+#include "log.h"
+#include "methods.h"
+#include "process.h"
+#include "proto.h"
+
+/* How many recent messages message_status() can still tell about. */
+#define MESSAGE_HISTORY 1024
+
+/* A connection that has not said hello yet. Kept in accept order, so the
+ * oldest is the first to time out. */
+typedef struct greeting {
+  server_t *srv;
+  conn_t *conn;
+  int64_t deadline_ms;
+  struct greeting *prev, *next;
+} greeting_t;
+
+struct server {
+  uv_loop_t *loop;
+  const config_t *cfg;
+  vm_t *vm;
+  lua_State *L;
+  session_table_t *sessions;
+  uv_tcp_t listener;
+  uv_timer_t tick;
+  uv_signal_t sigint, sigterm;
+  greeting_t *greet_head, *greet_tail;
+  size_t greeting_count;
+  int64_t last_msg_id;
+  outbuf_t *history[MESSAGE_HISTORY];
+  int port;
+  int reject;
+  int shutting_down;
+  void (*on_shutdown)(void *data);
+  void *on_shutdown_data;
+};
+
+static const conn_handler_t greeting_handler, session_handler;
+
+const config_t *server_config(const server_t *srv) { return srv->cfg; }
+
+session_table_t *server_sessions(const server_t *srv) { return srv->sessions; }
+
+uv_loop_t *server_loop(const server_t *srv) { return srv->loop; }
+
+lua_State *server_lua(const server_t *srv) { return srv->L; }
+
+int server_port(const server_t *srv) { return srv->port; }
+
+void server_set_reject(server_t *srv, int flag) { srv->reject = flag; }
+
+int server_get_reject(const server_t *srv) { return srv->reject; }
+
+const char *server_session_state(const server_t *srv, const session_t *s) {
+  return session_state(s, clock_mono_ms(),
+                       (int64_t)(srv->cfg->sleep_after * 1000));
+}
+
+static server_t *server_of(conn_t *c) {
+  return conn_stream(c)->loop->data;
+}
+
+/* Sends an error frame and ends the connection. */
+static void refuse(server_t *srv, conn_t *c, const char *code,
+                   const char *message) {
+  outbuf_t *b = proto_error(srv->L, code, message);
+  if (b != NULL) {
+    conn_send(c, b);
+    outbuf_unref(b);
+  }
+  conn_end(c);
+}
+
+/* Sends frame b, unless the session's connection is already ending. */
+static void send_frame(session_t *s, outbuf_t *b) {
+  if (s->conn != NULL && !conn_is_closing(s->conn))
+    conn_send(s->conn, b);
+}
+
+/*
+ * Ends session s: a drop frame with reason, then the connection closes and
+ * its close callback removes the session. Never frees here, so it is safe
+ * during a fan-out. A postponed session is removed at the next tick.
+ */
+static void drop_session(server_t *srv, session_t *s, const char *reason,
+                         log_level_t level) {
+  outbuf_t *b;
+  if (s->closing)
+    return;
+  s->closing = 1;
+  log_msg(level, "session %s (%s) dropped: %s", s->id, s->user_name, reason);
+  if (s->conn == NULL)
+    return;
+  b = proto_drop(srv->L, reason);
+  if (b != NULL) {
+    send_frame(s, b);
+    outbuf_unref(b);
+  }
+  conn_end(s->conn);
+}
+
+int server_drop(server_t *srv, const char *id, const char *reason) {
+  session_t *s = session_find(srv->sessions, id);
+  if (s == NULL || s->closing)
+    return 0;
+  drop_session(srv, s, reason, LOG_INFO);
+  return 1;
+}
+
+int server_send_to(server_t *srv, const char *id, outbuf_t *b) {
+  session_t *s = session_find(srv->sessions, id);
+  if (s == NULL || s->closing || s->conn == NULL)
+    return 0;
+  conn_send(s->conn, b);
+  return 1;
+}
+
+/* Queues message b for s: pending until acked, written now if connected. */
+static int deliver(server_t *srv, session_t *s, outbuf_t *b) {
+  const config_t *cfg = srv->cfg;
+  if (s->closing)
+    return 0;
+  if (session_pend_push(s, b->msg_id, b, (size_t)cfg->max_pending,
+                        (size_t)cfg->max_outbound_bytes) < 0) {
+    drop_session(srv, s, "slow consumer", LOG_WARN);
+    return 0;
+  }
+  b->queued++;
+  if (s->conn != NULL) {
+    conn_send(s->conn, b);
+    if (conn_queued_bytes(s->conn) > (size_t)cfg->max_outbound_bytes)
+      drop_session(srv, s, "slow consumer", LOG_WARN);
+  }
+  return 1;
+}
+
+long server_send_message(server_t *srv, const char *text, size_t len,
+                         const char *id, int64_t *msg_id) {
+  outbuf_t *b;
+  long count = 0;
+  size_t slot;
+
+  *msg_id = ++srv->last_msg_id;
+  b = proto_message(srv->L, *msg_id, text, len, clock_wall_ms());
+  if (b == NULL)
+    return -1;
+  if (id != NULL) {
+    session_t *s = session_find(srv->sessions, id);
+    if (s != NULL)
+      count = deliver(srv, s, b);
+  } else {
+    session_t *const *all = session_all(srv->sessions);
+    size_t n = session_count(srv->sessions);
+    /* Drops during the walk only mark sessions: the array holds still. */
+    for (size_t i = 0; i < n; i++)
+      count += deliver(srv, all[i], b);
+  }
+  slot = (size_t)(*msg_id % MESSAGE_HISTORY);
+  outbuf_unref(srv->history[slot]);
+  srv->history[slot] = b; /* keeps the creation reference */
+  return count;
+}
+
+outbuf_t *server_find_message(const server_t *srv, int64_t msg_id) {
+  outbuf_t *b;
+  if (msg_id <= 0)
+    return NULL;
+  b = srv->history[msg_id % MESSAGE_HISTORY];
+  return b != NULL && b->msg_id == msg_id ? b : NULL;
+}
+
+/* --- greeted sessions --------------------------------------------------- */
+
+static void on_session_line(conn_t *c, char *line, size_t len) {
+  server_t *srv = server_of(c);
+  session_t *s = conn_owner(c);
+  lua_State *L = srv->L;
+  int top = lua_gettop(L), type;
+  lua_Integer id;
+  char err[256];
+
+  if (s == NULL)
+    return; /* taken over by a resume: this connection is on its way out */
+  type = proto_decode(L, line, len, err, sizeof(err));
+  if (type < 0) {
+    log_warn("session %s (%s): %s; closing", s->id, s->user_name, err);
+    s->closing = 1;
+    refuse(srv, c, "bad_json", err);
+    return;
+  }
+  s->last_heard_ms = clock_mono_ms();
+  s->ping_sent = 0;
+  if (type != PROTO_PING && type != PROTO_PONG)
+    s->last_user_ms = s->last_heard_ms;
+  switch (type) {
+  case PROTO_ACK:
+    if (proto_get_integer(L, "id", &id) < 0) {
+      refuse(srv, c, "bad_frame", "ack: 'id' must be an integer");
+      break;
+    }
+    if (session_pend_ack(s, id) == 0) {
+      outbuf_t *b = server_find_message(srv, id);
+      if (b != NULL)
+        b->acked++;
+    } else {
+      log_debug("session %s: ack of message %lld, which it does not have",
+                s->id, (long long)id);
+    }
+    break;
+  case PROTO_CALL:
+    methods_call(srv, s, L);
+    break;
+  case PROTO_PING:
+    conn_send(c, proto_pong());
+    break;
+  case PROTO_PONG:
+    break;
+  case PROTO_BYE:
+    s->closing = 1;
+    log_info("session %s (%s) logged out", s->id, s->user_name);
+    conn_end(c);
+    break;
+  case PROTO_HELLO: {
+    outbuf_t *b = proto_error(L, "bad_frame", "already greeted: hello "
+                                              "is only the first frame");
+    if (b != NULL) {
+      conn_send(c, b);
+      outbuf_unref(b);
+    }
+    break;
+  }
+  default: {
+    outbuf_t *b;
+    lua_getfield(L, -1, "type");
+    snprintf(err, sizeof(err), "unknown frame type '%s'",
+             lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "");
+    b = proto_error(L, "bad_frame", err);
+    if (b != NULL) {
+      conn_send(c, b);
+      outbuf_unref(b);
+    }
+    break;
+  }
+  }
+  lua_settop(L, top);
+}
+
+static void on_session_too_large(conn_t *c) {
+  server_t *srv = server_of(c);
+  session_t *s = conn_owner(c);
+  char msg[96];
+  snprintf(msg, sizeof(msg), "frame longer than %ld bytes",
+           srv->cfg->max_frame);
+  if (s != NULL) {
+    s->closing = 1;
+    log_warn("session %s (%s): %s; closing", s->id, s->user_name, msg);
+  }
+  refuse(srv, c, "too_large", msg);
+}
+
+static void on_session_eof(conn_t *c, int status) {
+  session_t *s = conn_owner(c);
+  if (s != NULL && !s->closing)
+    log_info("session %s (%s): connection lost (%s)", s->id, s->user_name,
+             status == UV_EOF ? "closed by the client" : uv_strerror(status));
+}
+
+/* The connection is gone: remove its session, or keep it postponed for a
+ * resume. */
+static void on_session_close(conn_t *c) {
+  server_t *srv = server_of(c);
+  session_t *s = conn_owner(c);
+  if (s == NULL || s->conn != c)
+    return;
+  s->conn = NULL;
+  if (s->closing || srv->shutting_down || srv->cfg->resume_timeout <= 0) {
+    log_info("session %s (%s) closed", s->id, s->user_name);
+    session_remove(srv->sessions, s);
+    return;
+  }
+  s->postponed_ms = clock_mono_ms();
+  log_info("session %s (%s) postponed for %g s", s->id, s->user_name,
+           srv->cfg->resume_timeout);
+}
+
+static const conn_handler_t session_handler = {
+    on_session_line, on_session_too_large, on_session_eof, on_session_close};
+
+/* --- the handshake ------------------------------------------------------ */
+
+static void greeting_unlink(server_t *srv, greeting_t *g) {
+  if (g->prev != NULL)
+    g->prev->next = g->next;
+  else
+    srv->greet_head = g->next;
+  if (g->next != NULL)
+    g->next->prev = g->prev;
+  else
+    srv->greet_tail = g->prev;
+  srv->greeting_count--;
+}
+
+/* Attaches connection c to session s and re-sends what s still has
+ * pending, in id order, before anything new. */
+static void attach(server_t *srv, session_t *s, conn_t *c) {
+  outbuf_t *w = proto_welcome(srv->L, s->id, s->token, srv->cfg->heartbeat);
+  conn_set_handler(c, &session_handler);
+  conn_set_owner(c, s);
+  s->conn = c;
+  s->postponed_ms = 0;
+  s->ping_sent = 0;
+  s->last_heard_ms = s->last_user_ms = clock_mono_ms();
+  if (w != NULL) {
+    conn_send(c, w);
+    outbuf_unref(w);
+  }
+  for (uint32_t i = 0; i < s->pend_count && !conn_is_closing(c); i++)
+    conn_send(c, session_pend_at(s, i)->buf);
+}
+
+/* hello with resume: take the session back, from a postponed state or from
+ * another connection that still holds it. */
+static void resume(server_t *srv, conn_t *c, const proto_hello_t *h) {
+  session_t *s = session_find(srv->sessions, h->resume_id);
+  if (s == NULL || s->closing ||
+      !session_token_equal(s->token, h->resume_token)) {
+    log_info("resume of session %.32s refused: %s", h->resume_id,
+             s == NULL || s->closing ? "no such session" : "wrong token");
+    refuse(srv, c, "unauthorized", "no session to resume with that ID and "
+                                   "token");
+    return;
+  }
+  if (s->conn != NULL) {
+    conn_t *old = s->conn;
+    outbuf_t *b = proto_drop(srv->L, "session resumed from another "
+                                     "connection");
+    if (b != NULL) {
+      conn_send(old, b);
+      outbuf_unref(b);
+    }
+    conn_set_owner(old, NULL);
+    conn_end(old);
+    log_info("session %s (%s) taken over by a new connection", s->id,
+             s->user_name);
+  } else {
+    log_info("session %s (%s) resumed", s->id, s->user_name);
+  }
+  attach(srv, s, c);
+}
+
+static void on_hello(server_t *srv, conn_t *c) {
+  lua_State *L = srv->L;
+  proto_hello_t h;
+  session_fields_t f;
+  session_t *s;
+  char err[256], ip[64];
+  int r = proto_check_hello(L, &h, err, sizeof(err));
+
+  if (r < 0) {
+    log_info("handshake refused: %s", err);
+    refuse(srv, c, r == -2 ? "version" : "bad_hello", err);
+    return;
+  }
+  if (h.password != NULL) {
+    refuse(srv, c, "unauthorized", "this server does not use passwords");
+    return;
+  }
+  if (h.resume_id != NULL) {
+    resume(srv, c, &h);
+    return;
+  }
+  if (srv->reject) {
+    refuse(srv, c, "rejected", "the server rejects new remote connections");
+    return;
+  }
+  if (session_count(srv->sessions) >= (size_t)srv->cfg->max_sessions) {
+    log_warn("handshake refused: %ld sessions already", srv->cfg->max_sessions);
+    refuse(srv, c, "busy", "the server has reached its session limit");
+    return;
+  }
+  conn_peer_ip(c, ip, sizeof(ip));
+  f.user_name = h.user_name;
+  f.machine_name = h.machine_name;
+  f.system_user_name = h.system_user_name;
+  f.host_type = h.host_type;
+  f.ip = ip;
+  s = session_create(srv->sessions, &f);
+  if (s == NULL) {
+    log_error("cannot create a session: out of memory or randomness");
+    refuse(srv, c, "busy", "the server cannot open a session now");
+    return;
+  }
+  log_info("session %s opened: %s@%s (%s)", s->id, s->user_name,
+           s->machine_name, s->ip);
+  attach(srv, s, c);
+}
+
+static void on_greeting_line(conn_t *c, char *line, size_t len) {
+  server_t *srv = server_of(c);
+  greeting_t *g = conn_owner(c);
+  lua_State *L = srv->L;
+  int top = lua_gettop(L), type;
+  char err[256];
+
+  type = proto_decode(L, line, len, err, sizeof(err));
+  greeting_unlink(srv, g);
+  conn_set_owner(c, NULL);
+  free(g);
+  if (type < 0) {
+    log_info("handshake refused: %s", err);
+    refuse(srv, c, "bad_json", err);
+  } else if (type != PROTO_HELLO) {
+    refuse(srv, c, "hello_required", "the first frame must be hello");
+  } else {
+    on_hello(srv, c);
+  }
+  lua_settop(L, top);
+}
+
+static void on_greeting_too_large(conn_t *c) {
+  server_t *srv = server_of(c);
+  char msg[96];
+  snprintf(msg, sizeof(msg), "frame longer than %ld bytes",
+           srv->cfg->max_frame);
+  refuse(srv, c, "too_large", msg);
+}
+
+static void on_greeting_close(conn_t *c) {
+  greeting_t *g = conn_owner(c);
+  if (g != NULL) {
+    greeting_unlink(g->srv, g);
+    free(g);
+  }
+}
+
+static const conn_handler_t greeting_handler = {
+    on_greeting_line, on_greeting_too_large, NULL, on_greeting_close};
+
+static void on_connection(uv_stream_t *listener, int status) {
+  server_t *srv = listener->data;
+  greeting_t *g;
+  conn_t *c;
+
+  if (status < 0) {
+    log_warn("accept failed: %s", uv_strerror(status));
+    return;
+  }
+  c = conn_new(srv->loop, CONN_TCP, &greeting_handler,
+               (size_t)srv->cfg->max_frame);
+  g = calloc(1, sizeof(*g));
+  if (c == NULL || g == NULL || uv_accept(listener, conn_stream(c)) != 0) {
+    free(g);
+    if (c != NULL)
+      conn_close(c);
+    return;
+  }
+  g->srv = srv;
+  g->conn = c;
+  g->deadline_ms =
+      clock_mono_ms() + (int64_t)(srv->cfg->handshake_timeout * 1000);
+  g->prev = srv->greet_tail;
+  if (srv->greet_tail != NULL)
+    srv->greet_tail->next = g;
+  else
+    srv->greet_head = g;
+  srv->greet_tail = g;
+  srv->greeting_count++;
+  conn_set_owner(c, g);
+  uv_tcp_nodelay((uv_tcp_t *)conn_stream(c), 1);
+  if (conn_start(c) < 0)
+    conn_close(c);
+}
+
+/* --- time --------------------------------------------------------------- */
+
+/* Handshake deadlines, heartbeats, and the end of postponed sessions. */
+static void on_tick(uv_timer_t *t) {
+  server_t *srv = t->data;
+  const config_t *cfg = srv->cfg;
+  int64_t now = clock_mono_ms();
+  int64_t hb = (int64_t)(cfg->heartbeat * 1000);
+  int64_t keep = (int64_t)(cfg->resume_timeout * 1000);
+  session_t *const *all;
+
+  while (srv->greet_head != NULL && srv->greet_head->deadline_ms <= now) {
+    greeting_t *g = srv->greet_head;
+    conn_t *c = g->conn;
+    greeting_unlink(srv, g);
+    conn_set_owner(c, NULL);
+    free(g);
+    log_info("handshake timed out after %g s", cfg->handshake_timeout);
+    refuse(srv, c, "timeout", "no hello within the handshake timeout");
+  }
+  all = session_all(srv->sessions);
+  /* Backwards, so that removing (which moves the last session into the
+   * hole) never skips one. */
+  for (size_t i = session_count(srv->sessions); i-- > 0;) {
+    session_t *s = all[i];
+    if (s->conn == NULL) {
+      if (s->closing || now - s->postponed_ms >= keep) {
+        if (!s->closing)
+          log_info("session %s (%s) expired: not resumed within %g s",
+                   s->id, s->user_name, cfg->resume_timeout);
+        session_remove(srv->sessions, s);
+      }
+      continue;
+    }
+    if (s->closing || conn_is_closing(s->conn))
+      continue;
+    if (now - s->last_heard_ms >= 3 * hb) {
+      log_info("session %s (%s): no answer to ping for %g s; connection "
+               "lost", s->id, s->user_name, 2 * cfg->heartbeat);
+      conn_close(s->conn);
+    } else if (now - s->last_heard_ms >= hb && !s->ping_sent) {
+      s->ping_sent = 1;
+      conn_send(s->conn, proto_ping());
+    }
+  }
+}
+
+/* --- life cycle --------------------------------------------------------- */
+
+static void on_signal(uv_signal_t *h, int signum) {
+  server_t *srv = h->data;
+  log_info("received %s: shutting down", signum == SIGINT ? "SIGINT"
+                                                          : "SIGTERM");
+  server_shutdown(srv);
+}
+
+server_t *server_new(uv_loop_t *loop, const config_t *cfg, vm_t *vm) {
+  server_t *srv = calloc(1, sizeof(*srv));
+  if (srv == NULL)
+    return NULL;
+  srv->loop = loop;
+  srv->cfg = cfg;
+  srv->vm = vm;
+  srv->L = vm_state(vm);
+  srv->sessions = session_table_new();
+  if (srv->sessions == NULL) {
+    free(srv);
+    return NULL;
+  }
+  loop->data = srv;
+  return srv;
+}
+
+void server_on_shutdown(server_t *srv, void (*fn)(void *data), void *data) {
+  srv->on_shutdown = fn;
+  srv->on_shutdown_data = data;
+}
+
+int server_start(server_t *srv, char *err, size_t errlen) {
+  struct sockaddr_storage addr;
+  int namelen = sizeof(addr), r;
+  const netaddr_t *a = &srv->cfg->listen;
+  int64_t tick_ms;
+
+  if (uv_ip4_addr(a->host, a->port, (struct sockaddr_in *)&addr) != 0 &&
+      uv_ip6_addr(a->host, a->port, (struct sockaddr_in6 *)&addr) != 0) {
+    snprintf(err, errlen, "listen address '%s' is not an IP address",
+             a->host);
+    return -1;
+  }
+  uv_tcp_init(srv->loop, &srv->listener);
+  srv->listener.data = srv;
+  r = uv_tcp_bind(&srv->listener, (struct sockaddr *)&addr, 0);
+  if (r == 0)
+    r = uv_listen((uv_stream_t *)&srv->listener, 511, on_connection);
+  if (r != 0) {
+    snprintf(err, errlen, "cannot listen on %s:%d: %s", a->host, a->port,
+             uv_strerror(r));
+    return -1;
+  }
+  uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&addr, &namelen);
+  srv->port = ntohs(addr.ss_family == AF_INET6
+                        ? ((struct sockaddr_in6 *)&addr)->sin6_port
+                        : ((struct sockaddr_in *)&addr)->sin_port);
+  /* Fine enough for the shortest of the timeouts it serves. */
+  tick_ms = 1000;
+  if (srv->cfg->handshake_timeout * 250 < tick_ms)
+    tick_ms = (int64_t)(srv->cfg->handshake_timeout * 250);
+  if (srv->cfg->heartbeat * 250 < tick_ms)
+    tick_ms = (int64_t)(srv->cfg->heartbeat * 250);
+  if (tick_ms < 10)
+    tick_ms = 10;
+  uv_timer_init(srv->loop, &srv->tick);
+  srv->tick.data = srv;
+  uv_timer_start(&srv->tick, on_tick, (uint64_t)tick_ms, (uint64_t)tick_ms);
+  uv_signal_init(srv->loop, &srv->sigint);
+  uv_signal_init(srv->loop, &srv->sigterm);
+  srv->sigint.data = srv->sigterm.data = srv;
+  uv_signal_start(&srv->sigint, on_signal, SIGINT);
+  uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+  log_info("herald %s listening on %s:%d", HERALD_VERSION, a->host,
+           srv->port);
+  return 0;
+}
+
+void server_shutdown(server_t *srv) {
+  session_t *const *all;
+  if (srv->shutting_down)
+    return;
+  srv->shutting_down = 1;
+  if (srv->on_shutdown != NULL)
+    srv->on_shutdown(srv->on_shutdown_data);
+  all = session_all(srv->sessions);
+  for (size_t i = session_count(srv->sessions); i-- > 0;) {
+    if (all[i]->conn == NULL)
+      session_remove(srv->sessions, all[i]);
+    else
+      drop_session(srv, all[i], "server shutting down", LOG_DEBUG);
+  }
+  while (srv->greet_head != NULL) {
+    greeting_t *g = srv->greet_head;
+    conn_t *c = g->conn;
+    greeting_unlink(srv, g);
+    conn_set_owner(c, NULL);
+    free(g);
+    conn_close(c);
+  }
+  process_shutdown();
+  uv_close((uv_handle_t *)&srv->listener, NULL);
+  uv_close((uv_handle_t *)&srv->tick, NULL);
+  uv_close((uv_handle_t *)&srv->sigint, NULL);
+  uv_close((uv_handle_t *)&srv->sigterm, NULL);
+}
+
+void server_free(server_t *srv) {
+  if (srv == NULL)
+    return;
+  for (size_t i = 0; i < MESSAGE_HISTORY; i++)
+    outbuf_unref(srv->history[i]);
+  session_table_free(srv->sessions);
+  free(srv);
+}

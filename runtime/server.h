@@ -1,0 +1,66 @@
+/*
+ * server: `herald serve`. The TCP listener, the handshake, the frames of a
+ * greeted session, heartbeats, postponed sessions and resume, sends, and
+ * the graceful shutdown on SIGINT/SIGTERM. Everything runs on the loop
+ * thread, so nothing here needs a lock.
+ */
+#ifndef HERALD_SERVER_H
+#define HERALD_SERVER_H
+
+#include <lua.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "outbuf.h"
+#include "session.h"
+#include "vm.h"
+
+typedef struct server server_t;
+
+/* Takes neither cfg nor vm: both must outlive the server. */
+server_t *server_new(uv_loop_t *loop, const config_t *cfg, vm_t *vm);
+void server_free(server_t *srv);
+/* Binds and listens, and logs the address it listens on. Returns 0, or -1
+ * with the reason in err. */
+int server_start(server_t *srv, char *err, size_t errlen);
+/* The port bound (useful with port 0). */
+int server_port(const server_t *srv);
+/* Drops every session with reason "server shutting down", stops accepting,
+ * ends every process; the loop then runs out. Idempotent. */
+void server_shutdown(server_t *srv);
+/* fn is called when the shutdown begins, to stop what the server does not
+ * own (the admin socket, the console). */
+void server_on_shutdown(server_t *srv, void (*fn)(void *data), void *data);
+
+const config_t *server_config(const server_t *srv);
+session_table_t *server_sessions(const server_t *srv);
+uv_loop_t *server_loop(const server_t *srv);
+lua_State *server_lua(const server_t *srv);
+
+/*
+ * Queues message text for one session (id) or, with id NULL, for every
+ * session. The frame is encoded once and shared. Returns the number of
+ * sessions it was queued for (0 for an unknown ID) and sets *msg_id; -1
+ * when memory runs out.
+ */
+long server_send_message(server_t *srv, const char *text, size_t len,
+                         const char *id, int64_t *msg_id);
+/* The frame of a recent message (its counters tell its status), or NULL
+ * once it has been forgotten. Not referenced for the caller. */
+outbuf_t *server_find_message(const server_t *srv, int64_t msg_id);
+
+/* Sends frame b to session id if it is connected; returns 1 if sent or
+ * queued, 0 if the session is gone or postponed. */
+int server_send_to(server_t *srv, const char *id, outbuf_t *b);
+
+/* Ends session id: the client gets drop with reason. Returns 1 if it
+ * existed, 0 if not. */
+int server_drop(server_t *srv, const char *id, const char *reason);
+void server_set_reject(server_t *srv, int flag);
+int server_get_reject(const server_t *srv);
+/* The session state as reported to Lua: active, sleeping or postponed. */
+const char *server_session_state(const server_t *srv, const session_t *s);
+
+#endif

@@ -1,0 +1,63 @@
+/*
+ * vm: the one Lua state of a herald process. Its allocator enforces
+ * lua_memory_limit (a memory bomb becomes a Lua error, not an OOM kill); it
+ * carries the Lua modules embedded at build time; and it builds the two
+ * environments of ARCHITECTURE.md: the full one (console, `herald run`) and
+ * the sandbox (server methods, scheduled jobs).
+ */
+#ifndef HERALD_VM_H
+#define HERALD_VM_H
+
+#include <lua.h>
+#include <stddef.h>
+
+typedef struct vm_module {
+  const char *name;
+  const char *source;
+  size_t len;
+} vm_module_t;
+
+/* Generated from the modules folder by tools/embed.c. */
+extern const vm_module_t vm_modules[];
+
+typedef struct vm vm_t;
+
+/* A new state with the standard libraries and cjson; limit in bytes (0: no
+ * limit). Returns NULL with the reason in err. */
+vm_t *vm_new(size_t limit, char *err, size_t errlen);
+void vm_free(vm_t *vm);
+lua_State *vm_state(const vm_t *vm);
+size_t vm_memory_used(const vm_t *vm);
+/* 1 after an allocation was refused for the limit (and clears the flag). */
+int vm_take_limit_hit(vm_t *vm);
+
+/*
+ * Runs embedded module name (modules/NAME.lua) once and keeps its result:
+ * pushes the module's value. Raises a Lua error if the module fails.
+ */
+void vm_require(lua_State *L, const char *name);
+
+/*
+ * Pushes a fresh environment for one sandboxed chunk (a server method or a
+ * scheduled job): its own globals table whose reads fall back to the
+ * allow-listed base (no package, io, os.execute, debug, binary chunks).
+ * The base is built on first use from the globals present then, so the
+ * natives must be registered before.
+ */
+void vm_push_sandbox_env(lua_State *L);
+
+/*
+ * Loads the Lua text file at path as a function named chunkname ("@name"
+ * for messages that read "name:LINE: why"). Returns the luaL_load status
+ * with the function, or the error message, pushed.
+ */
+int vm_load_file(lua_State *L, const char *path, const char *chunkname);
+
+/*
+ * Calls the function below nargs arguments in protected mode with a
+ * traceback (lua.c's docall). Returns the lua_pcall status; on error the
+ * message with its traceback is at the top of the stack.
+ */
+int vm_docall(lua_State *L, int nargs, int nresults);
+
+#endif

@@ -1,0 +1,1454 @@
+/*
+ * loadgen: the load tool of herald's benchmarks (tests/bench/).
+ *
+ * One process, one epoll loop, non-blocking sockets, libc only: it is a
+ * measuring instrument and must cost little next to the server it measures.
+ * It puts the same load on herald (PROTOCOL.md: newline-delimited JSON) or
+ * on Redis (RESP), so that the two can be compared side by side:
+ *
+ *   fanout   N greeted clients; per round a control connection triggers one
+ *            message (herald: call of method broadcast; Redis: PUBLISH) and
+ *            the round ends when the last of the N clients has it.
+ *   calls    C connections each keep one request in flight for S seconds
+ *            (herald: call of --method; Redis: EVALSHA of "return 1").
+ *   list     N idle greeted clients; time a listing of them (herald: call
+ *            of --method, default list_sessions; Redis: CLIENT LIST).
+ *   connect  only connect and greet N clients.
+ *
+ * Output: one line of key=value pairs per figure set on stdout. A failure
+ * (a round, greeting or request not done within --timeout seconds, a refused
+ * connection, an error reply) prints a status=fail line, a message on
+ * stderr, and exits 1; the tool never waits without a deadline.
+ *
+ * herald's JSON goes through lua-cjson everywhere else in the project. Here
+ * json_find() locates a top-level key in the compact one-line frames the
+ * server sends: it validates nothing and decodes no escapes, which is
+ * acceptable for a load tool only.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EVMAX 1024
+#define READ_MIN 4096                   /* free space offered to recv() */
+#define MAX_REPLY ((size_t)512 << 20)   /* one herald line / RESP reply */
+#define CHANNEL "herald-bench"
+#define NS_PER_S 1000000000ull
+#define NS_PER_MS 1000000ull
+
+enum target { T_HERALD, T_REDIS };
+enum mode { M_FANOUT, M_CALLS, M_LIST, M_CONNECT };
+enum cstate { CS_FREE, CS_CONNECTING, CS_GREETING, CS_READY, CS_CLOSING };
+
+struct samples {
+  uint64_t *v;                  /* nanoseconds */
+  size_t n, cap;
+  int sorted;
+};
+
+struct conn {
+  int fd;
+  int state;                    /* enum cstate */
+  uint32_t events;              /* current epoll interest */
+  int dirty;                    /* on the deferred-flush list */
+  int shut_pending;             /* shutdown(SHUT_WR) once wbuf drains */
+  int outstanding;              /* Redis command replies still due */
+  char *rbuf;
+  size_t rlen, rcap, scan;      /* scan: no '\n' in rbuf[0..scan) */
+  char *wbuf;
+  size_t wlen, woff, wcap;
+  uint64_t t_start;             /* connect started, later request sent */
+  int64_t call_id;              /* herald call awaiting its result, or 0 */
+  int64_t last_round;           /* last fan-out round this client got */
+};
+
+struct opts {
+  enum target target;
+  enum mode mode;
+  const char *host;
+  long port;
+  long clients, rounds, warmup, conns, text_size, inflight, gap_ms;
+  double seconds, timeout;
+  const char *method;
+};
+
+struct bench {
+  struct opts o;
+  struct sockaddr_storage addr;
+  socklen_t addrlen;
+  int ep;
+  struct conn *c;
+  int nconn;                    /* clients (or calls conns) + control */
+  int ctl;                      /* index of the control connection, or -1 */
+  int *dirty;
+  int ndirty;
+  int nready;                   /* connections greeted so far, control too */
+  int nclosing;
+  uint64_t timeout_ns;
+  char *fbuf;                   /* scratch for outgoing requests */
+  size_t fcap;
+  struct samples greet;
+  /* fanout */
+  int64_t round;
+  long got;
+  int round_open;               /* acks are deferred while a round runs */
+  uint64_t t0, t_first, t_last;
+  char *text;
+  struct samples first, last;
+  /* calls */
+  int calls_running, recording;
+  uint64_t t_rec, completed;
+  struct samples rtt;
+  /* list */
+  int reply_done;
+  size_t reply_bytes;
+  uint64_t t_reply;
+  int sha_wait;
+  char sha[41];
+  int64_t next_id;
+  int failed;
+  char err[512];
+};
+
+static const char *const target_names[] = {"herald", "redis"};
+static const char *const mode_names[] = {"fanout", "calls", "list",
+                                         "connect"};
+
+static uint64_t now_ns(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
+}
+
+static void *xrealloc(void *p, size_t n)
+{
+  void *q = realloc(p, n);
+  if (q == NULL) {
+    fprintf(stderr, "loadgen: out of memory (%zu bytes)\n", n);
+    exit(1);
+  }
+  return q;
+}
+
+/* Record the first failure only: later ones are usually its consequences. */
+static void fail(struct bench *b, const char *fmt, ...)
+{
+  va_list ap;
+  if (b->failed)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(b->err, sizeof b->err, fmt, ap);
+  va_end(ap);
+  b->failed = 1;
+}
+
+/* A printable name of connection i for error messages (static storage). */
+static const char *conn_name(const struct bench *b, int i)
+{
+  static char name[32];
+  if (i == b->ctl)
+    return "control connection";
+  snprintf(name, sizeof name, "client %d", i);
+  return name;
+}
+
+/* Grow *buf so that it holds at least need bytes, doubling. */
+static void buf_reserve(char **buf, size_t *cap, size_t need)
+{
+  size_t n = *cap ? *cap : 256;
+  if (need <= *cap)
+    return;
+  while (n < need)
+    n *= 2;
+  *buf = xrealloc(*buf, n);
+  *cap = n;
+}
+
+static void samples_add(struct samples *s, uint64_t v)
+{
+  if (s->n == s->cap) {
+    s->cap = s->cap ? s->cap * 2 : 64;
+    s->v = xrealloc(s->v, s->cap * sizeof *s->v);
+  }
+  s->v[s->n++] = v;
+  s->sorted = 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return (x > y) - (x < y);
+}
+
+/* Nearest-rank percentile p (1..100) in microseconds; 0 when empty. Sorts
+ * the samples in place. */
+static double pct_us(struct samples *s, unsigned p)
+{
+  size_t rank;
+  if (s->n == 0)
+    return 0;
+  if (!s->sorted) {
+    qsort(s->v, s->n, sizeof *s->v, cmp_u64);
+    s->sorted = 1;
+  }
+  rank = (p * s->n + 99) / 100;
+  if (rank < 1)
+    rank = 1;
+  return (double)s->v[rank - 1] / 1e3;
+}
+
+/* ---- connections and the loop ---------------------------------------- */
+
+static void conn_watch(struct bench *b, int i, uint32_t want)
+{
+  struct conn *c = &b->c[i];
+  struct epoll_event ev;
+  if (c->events == want)
+    return;
+  memset(&ev, 0, sizeof ev);
+  ev.events = want;
+  ev.data.u32 = (uint32_t)i;
+  if (epoll_ctl(b->ep, EPOLL_CTL_MOD, c->fd, &ev) < 0) {
+    fail(b, "epoll_ctl for %s failed: %s", conn_name(b, i), strerror(errno));
+    return;
+  }
+  c->events = want;
+}
+
+/* Close connection i; its buffers stay allocated for the process' life. */
+static void conn_close(struct bench *b, int i)
+{
+  struct conn *c = &b->c[i];
+  if (c->state == CS_FREE)
+    return;
+  if (c->state == CS_CLOSING)
+    b->nclosing--;
+  close(c->fd);
+  c->fd = -1;
+  c->state = CS_FREE;
+  c->rlen = c->scan = c->wlen = c->woff = 0;
+}
+
+/* Write as much of wbuf as the socket takes now; watch for EPOLLOUT while
+ * something is left. Errors on a closing connection just close it. */
+static void conn_flush(struct bench *b, int i)
+{
+  struct conn *c = &b->c[i];
+  while (c->woff < c->wlen) {
+    ssize_t n = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff,
+                     MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        break;
+      if (c->state == CS_CLOSING) {
+        conn_close(b, i);
+        return;
+      }
+      fail(b, "write to %s failed: %s", conn_name(b, i), strerror(errno));
+      return;
+    }
+    c->woff += (size_t)n;
+  }
+  if (c->woff == c->wlen) {
+    c->woff = c->wlen = 0;
+    if (c->shut_pending) {
+      shutdown(c->fd, SHUT_WR);
+      c->shut_pending = 0;
+    }
+    conn_watch(b, i, EPOLLIN);
+  } else {
+    conn_watch(b, i, EPOLLIN | EPOLLOUT);
+  }
+}
+
+/* Queue data on connection i. With defer, the write waits for flush_dirty()
+ * (fan-out acks: the tool should not spend a round's time writing them);
+ * otherwise it is attempted at once. */
+static void conn_send(struct bench *b, int i, const char *data, size_t len,
+                      int defer)
+{
+  struct conn *c = &b->c[i];
+  buf_reserve(&c->wbuf, &c->wcap, c->wlen + len);
+  memcpy(c->wbuf + c->wlen, data, len);
+  c->wlen += len;
+  if (!defer) {
+    conn_flush(b, i);
+  } else if (!c->dirty) {
+    c->dirty = 1;
+    b->dirty[b->ndirty++] = i;
+  }
+}
+
+static void flush_dirty(struct bench *b)
+{
+  int k;
+  for (k = 0; k < b->ndirty; k++) {
+    int i = b->dirty[k];
+    b->c[i].dirty = 0;
+    if (b->c[i].state != CS_FREE)
+      conn_flush(b, i);
+  }
+  b->ndirty = 0;
+}
+
+/* The first frame or command of connection i: herald's hello; for Redis,
+ * SUBSCRIBE for the fan-out/list/connect clients, PING for the others. */
+static void send_greeting(struct bench *b, int i)
+{
+  char buf[256];
+  int n;
+  if (b->o.target == T_HERALD) {
+    if (i == b->ctl)
+      n = snprintf(buf, sizeof buf, "{\"type\":\"hello\",\"userName\":"
+                   "\"benchctl\",\"machineName\":\"loadgen\","
+                   "\"systemUserName\":\"bench\",\"hostType\":\"linux\","
+                   "\"protocol\":1}\n");
+    else
+      n = snprintf(buf, sizeof buf, "{\"type\":\"hello\",\"userName\":"
+                   "\"bench%d\",\"machineName\":\"loadgen\","
+                   "\"systemUserName\":\"bench\",\"hostType\":\"linux\","
+                   "\"protocol\":1}\n", i);
+  } else if (i == b->ctl || b->o.mode == M_CALLS) {
+    n = snprintf(buf, sizeof buf, "*1\r\n$4\r\nPING\r\n");
+  } else {
+    n = snprintf(buf, sizeof buf, "*2\r\n$9\r\nSUBSCRIBE\r\n$%zu\r\n%s\r\n",
+                 strlen(CHANNEL), CHANNEL);
+  }
+  conn_send(b, i, buf, (size_t)n, 0);
+}
+
+static void conn_greeted(struct bench *b, int i, uint64_t now)
+{
+  struct conn *c = &b->c[i];
+  if (c->state != CS_GREETING)
+    return;
+  c->state = CS_READY;
+  b->nready++;
+  if (i != b->ctl)
+    samples_add(&b->greet, now - c->t_start);
+}
+
+/* The non-blocking connect of connection i has finished, well or not. */
+static void conn_connected(struct bench *b, int i)
+{
+  struct conn *c = &b->c[i];
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+    err = errno;
+  if (err != 0) {
+    fail(b, "connect of %s to %s:%ld failed: %s%s", conn_name(b, i),
+         b->o.host, b->o.port, strerror(err),
+         err == EADDRNOTAVAIL ? " (out of local ports?)" : "");
+    return;
+  }
+  c->state = CS_GREETING;
+  send_greeting(b, i);
+}
+
+static void conn_start(struct bench *b, int i)
+{
+  struct conn *c = &b->c[i];
+  struct epoll_event ev;
+  int one = 1;
+  int fd = socket(b->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+                  SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    fail(b, "socket for %s failed: %s%s", conn_name(b, i), strerror(errno),
+         errno == EMFILE || errno == ENFILE ? " (open-file limit)" : "");
+    return;
+  }
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  c->fd = fd;
+  c->t_start = now_ns();
+  c->state = CS_CONNECTING;
+  memset(&ev, 0, sizeof ev);
+  ev.events = EPOLLIN | EPOLLOUT;
+  ev.data.u32 = (uint32_t)i;
+  if (epoll_ctl(b->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+    fail(b, "epoll_ctl for %s failed: %s", conn_name(b, i), strerror(errno));
+    return;
+  }
+  c->events = ev.events;
+  if (connect(fd, (struct sockaddr *)&b->addr, b->addrlen) == 0) {
+    conn_connected(b, i);
+  } else if (errno != EINPROGRESS) {
+    fail(b, "connect of %s to %s:%ld failed: %s%s", conn_name(b, i),
+         b->o.host, b->o.port, strerror(errno),
+         errno == EADDRNOTAVAIL ? " (out of local ports?)" : "");
+  }
+}
+
+/* ---- herald frames ----------------------------------------------------- */
+
+/* Locate the value of the top-level key `key` in the one-line JSON object
+ * p[0..len). Not a parser: it skips string contents and tracks nesting so
+ * that text inside values cannot pass for a key, trusts the server for the
+ * rest, and returns a pointer to the value's first byte, or NULL. */
+static const char *json_find(const char *p, size_t len, const char *key)
+{
+  const char *end = p + len;
+  size_t klen = strlen(key);
+  int depth = 0;
+  while (p < end) {
+    if (*p == '"') {
+      const char *s = ++p, *q;
+      while (p < end && *p != '"')
+        p += (*p == '\\') ? 2 : 1;
+      if (p >= end)
+        return NULL;
+      q = ++p;
+      if (depth != 1)
+        continue;
+      while (q < end && (*q == ' ' || *q == '\t'))
+        q++;
+      if (q < end && *q == ':') {
+        q++;
+        while (q < end && (*q == ' ' || *q == '\t'))
+          q++;
+        if ((size_t)(p - 1 - s) == klen && memcmp(s, key, klen) == 0)
+          return q;
+        p = q;
+      }
+      continue;
+    }
+    if (*p == '{' || *p == '[')
+      depth++;
+    else if (*p == '}' || *p == ']')
+      depth--;
+    p++;
+  }
+  return NULL;
+}
+
+/* The length of the JSON value at v when it is a string (quotes included)
+ * or a scalar; 0 for NULL. For error texts in messages only. */
+static size_t json_span(const char *v, const char *end)
+{
+  const char *p = v;
+  if (v == NULL)
+    return 0;
+  if (*p == '"') {
+    for (p++; p < end && *p != '"'; p++)
+      if (*p == '\\')
+        p++;
+    return p < end ? (size_t)(p + 1 - v) : (size_t)(end - v);
+  }
+  while (p < end && *p != ',' && *p != '}' && *p != ']')
+    p++;
+  return (size_t)(p - v);
+}
+
+/* Does the value at v (bounded by end) start with the literal lit? */
+static int starts(const char *v, const char *end, const char *lit)
+{
+  size_t n = strlen(lit);
+  return v != NULL && (size_t)(end - v) >= n && memcmp(v, lit, n) == 0;
+}
+
+/* Parse a non-negative decimal integer at v; -1 when there is none. */
+static int64_t parse_id(const char *v, const char *end)
+{
+  int64_t x = 0;
+  const char *p = v;
+  if (v == NULL)
+    return -1;
+  while (p < end && *p >= '0' && *p <= '9' && x < INT64_MAX / 10 - 9)
+    x = x * 10 + (*p++ - '0');
+  return p == v ? -1 : x;
+}
+
+/* The round number of a fan-out text ("bench-r<digits>-xxx..."), or -1. */
+static int64_t text_round(const char *s, const char *end)
+{
+  if (!starts(s, end, "bench-r"))
+    return -1;
+  return parse_id(s + 7, end);
+}
+
+static void fanout_got(struct bench *b, int i, int64_t round, uint64_t now)
+{
+  struct conn *c = &b->c[i];
+  if (i == b->ctl || round != b->round || c->last_round == round)
+    return;
+  c->last_round = round;
+  if (b->got++ == 0)
+    b->t_first = now;
+  if (b->got == b->o.clients)
+    b->t_last = now;
+}
+
+static void send_request(struct bench *b, int i);
+
+/* A complete reply to connection i's request (a herald result, or a Redis
+ * reply to EVALSHA / CLIENT LIST / PUBLISH) of `bytes` bytes arrived. */
+static void reply_done(struct bench *b, int i, size_t bytes, uint64_t now)
+{
+  struct conn *c = &b->c[i];
+  if (b->o.mode == M_CALLS) {
+    if (b->recording) {
+      b->completed++;
+      if (c->t_start >= b->t_rec)
+        samples_add(&b->rtt, now - c->t_start);
+    }
+    if (b->calls_running)
+      send_request(b, i);
+  } else if (b->o.mode == M_LIST && i == b->ctl) {
+    b->reply_done = 1;
+    b->reply_bytes = bytes;
+    b->t_reply = now;
+  }
+}
+
+static void herald_result(struct bench *b, int i, const char *line,
+                          size_t len, uint64_t now)
+{
+  struct conn *c = &b->c[i];
+  const char *end = line + len;
+  int64_t id = parse_id(json_find(line, len, "id"), end);
+  const char *ok = json_find(line, len, "ok");
+  if (c->call_id == 0 || id != c->call_id)
+    return;                     /* superseded by a newer call */
+  c->call_id = 0;
+  if (!starts(ok, end, "true")) {
+    const char *e = json_find(line, len, "error");
+    size_t elen = json_span(e, end);
+    fail(b, "%s: call of %s failed: %.*s", conn_name(b, i),
+         i == b->ctl && b->o.mode == M_FANOUT ? "broadcast" : b->o.method,
+         elen > 300 ? 300 : (int)elen, elen ? e : "no error text");
+    return;
+  }
+  reply_done(b, i, len + 1, now);
+}
+
+/* One complete herald frame (without its line end) on connection i. */
+static void herald_frame(struct bench *b, int i, const char *line,
+                         size_t len, uint64_t now)
+{
+  const char *end = line + len;
+  const char *t = json_find(line, len, "type");
+  if (starts(t, end, "\"message\"")) {
+    char ack[64];
+    int64_t id = parse_id(json_find(line, len, "id"), end);
+    const char *text = json_find(line, len, "text");
+    int n;
+    if (id < 0) {
+      fail(b, "%s: message frame without an id: %.*s", conn_name(b, i),
+           len > 300 ? 300 : (int)len, line);
+      return;
+    }
+    n = snprintf(ack, sizeof ack, "{\"type\":\"ack\",\"id\":%" PRId64 "}\n",
+                 id);
+    conn_send(b, i, ack, (size_t)n, b->round_open);
+    if (b->o.mode == M_FANOUT && starts(text, end, "\""))
+      fanout_got(b, i, text_round(text + 1, end), now);
+  } else if (starts(t, end, "\"result\"")) {
+    herald_result(b, i, line, len, now);
+  } else if (starts(t, end, "\"welcome\"")) {
+    conn_greeted(b, i, now);
+  } else if (starts(t, end, "\"ping\"")) {
+    conn_send(b, i, "{\"type\":\"pong\"}\n", 16, 0);
+  } else if (starts(t, end, "\"error\"") || starts(t, end, "\"drop\"") ||
+             t == NULL) {
+    fail(b, "%s: the server sent: %.*s", conn_name(b, i),
+         len > 300 ? 300 : (int)len, line);
+  }
+}
+
+/* Split connection i's input into lines; a partial line stays buffered. */
+static void herald_input(struct bench *b, int i, uint64_t now)
+{
+  struct conn *c = &b->c[i];
+  size_t start = 0;
+  char *nl;
+  while ((nl = memchr(c->rbuf + c->scan, '\n', c->rlen - c->scan)) != NULL) {
+    size_t stop = (size_t)(nl - c->rbuf);
+    size_t len = stop - start;
+    if (len > 0 && c->rbuf[start + len - 1] == '\r')
+      len--;
+    herald_frame(b, i, c->rbuf + start, len, now);
+    if (b->failed || c->state == CS_FREE)
+      return;
+    start = c->scan = stop + 1;
+  }
+  c->scan = c->rlen;
+  if (start > 0) {
+    memmove(c->rbuf, c->rbuf + start, c->rlen - start);
+    c->rlen -= start;
+    c->scan -= start;
+  }
+  if (c->rlen > MAX_REPLY)
+    fail(b, "%s: a line longer than %zu bytes", conn_name(b, i), MAX_REPLY);
+}
+
+/* ---- Redis replies ----------------------------------------------------- */
+
+struct rval {
+  char type;                    /* '+', '-', ':', '$' or '*' */
+  const char *str;              /* simple, error or bulk string */
+  size_t len;
+  int64_t num;                  /* integer; bulk or array length, -1 nil */
+};
+
+static int parse_len(const char *p, const char *end, int64_t *out)
+{
+  int neg = 0;
+  int64_t x = 0;
+  if (p < end && *p == '-') {
+    neg = 1;
+    p++;
+  }
+  if (p >= end)
+    return -1;
+  while (p < end) {
+    if (*p < '0' || *p > '9' || x > INT64_MAX / 10 - 9)
+      return -1;
+    x = x * 10 + (*p++ - '0');
+  }
+  *out = neg ? -x : x;
+  return 0;
+}
+
+/* Parse one RESP2 value at p[0..n) into v, and the first nkids elements of
+ * an array into kids. Returns the bytes it spans, 0 when it is not complete
+ * yet, -1 when it is malformed. A bulk string costs O(1) whatever its size,
+ * so re-parsing a growing CLIENT LIST reply on each read stays cheap. */
+static long resp_parse(const char *p, size_t n, struct rval *v,
+                       struct rval *kids, int nkids, int depth)
+{
+  const char *lf = memchr(p, '\n', n);
+  const char *hend;
+  size_t hdr;
+  int64_t k;
+  if (lf == NULL)
+    return 0;
+  if (lf == p || lf[-1] != '\r' || depth > 8)
+    return -1;
+  hend = lf - 1;
+  hdr = (size_t)(lf - p) + 1;
+  v->type = p[0];
+  v->str = p + 1;
+  v->len = (size_t)(hend - (p + 1));
+  v->num = 0;
+  switch (p[0]) {
+  case '+':
+  case '-':
+    return (long)hdr;
+  case ':':
+    return parse_len(p + 1, hend, &v->num) < 0 ? -1 : (long)hdr;
+  case '$':
+    if (parse_len(p + 1, hend, &v->num) < 0)
+      return -1;
+    if (v->num < 0)
+      return (long)hdr;
+    if ((size_t)v->num > MAX_REPLY)
+      return -1;
+    if (n < hdr + (size_t)v->num + 2)
+      return 0;
+    v->str = p + hdr;
+    v->len = (size_t)v->num;
+    if (p[hdr + v->len] != '\r' || p[hdr + v->len + 1] != '\n')
+      return -1;
+    return (long)(hdr + v->len + 2);
+  case '*': {
+    size_t off = hdr;
+    if (parse_len(p + 1, hend, &v->num) < 0)
+      return -1;
+    for (k = 0; k < v->num; k++) {
+      struct rval kid;
+      long r = resp_parse(p + off, n - off, &kid, NULL, 0, depth + 1);
+      if (r <= 0)
+        return r;
+      if (kids != NULL && k < nkids)
+        kids[k] = kid;
+      off += (size_t)r;
+    }
+    return (long)off;
+  }
+  default:
+    return -1;
+  }
+}
+
+static int rval_is(const struct rval *v, const char *s)
+{
+  size_t n = strlen(s);
+  return v->len == n && memcmp(v->str, s, n) == 0;
+}
+
+static void redis_reply(struct bench *b, int i, const struct rval *v,
+                        const struct rval *kids, uint64_t now)
+{
+  struct conn *c = &b->c[i];
+  if (v->type == '-') {
+    fail(b, "%s: redis replied: %.*s", conn_name(b, i),
+         v->len > 300 ? 300 : (int)v->len, v->str);
+    return;
+  }
+  if (v->type == '*' && v->num >= 3 && kids[0].type == '$') {
+    if (rval_is(&kids[0], "message") && kids[2].type == '$')
+      fanout_got(b, i, text_round(kids[2].str, kids[2].str + kids[2].len),
+                 now);
+    else if (rval_is(&kids[0], "subscribe"))
+      conn_greeted(b, i, now);
+    return;
+  }
+  if (c->state == CS_GREETING) {
+    if (v->type == '+' && rval_is(v, "PONG"))
+      conn_greeted(b, i, now);
+    return;
+  }
+  if (c->outstanding > 0)
+    c->outstanding--;
+  if (b->sha_wait && v->type == '$' && v->len == 40) {
+    memcpy(b->sha, v->str, 40);
+    b->sha[40] = '\0';
+    b->sha_wait = 0;
+    return;
+  }
+  reply_done(b, i, v->type == '$' ? v->len : 0, now);
+}
+
+static void redis_input(struct bench *b, int i, uint64_t now)
+{
+  struct conn *c = &b->c[i];
+  size_t off = 0;
+  while (off < c->rlen) {
+    struct rval v, kids[3];
+    long r;
+    memset(kids, 0, sizeof kids);
+    r = resp_parse(c->rbuf + off, c->rlen - off, &v, kids, 3, 0);
+    if (r == 0)
+      break;
+    if (r < 0) {
+      fail(b, "%s: malformed reply from redis", conn_name(b, i));
+      return;
+    }
+    redis_reply(b, i, &v, kids, now);
+    if (b->failed || c->state == CS_FREE)
+      return;
+    off += (size_t)r;
+  }
+  if (off > 0) {
+    memmove(c->rbuf, c->rbuf + off, c->rlen - off);
+    c->rlen -= off;
+  }
+}
+
+/* Read what connection i has; at most one recv() that does not fill the
+ * offered space, so that a quiet socket costs a single system call. */
+static void conn_readable(struct bench *b, int i)
+{
+  struct conn *c = &b->c[i];
+  for (;;) {
+    size_t room;
+    ssize_t n;
+    if (c->state == CS_CLOSING)
+      c->rlen = c->scan = 0;    /* discard: only EOF matters now */
+    buf_reserve(&c->rbuf, &c->rcap, c->rlen + READ_MIN);
+    room = c->rcap - c->rlen;
+    n = recv(c->fd, c->rbuf + c->rlen, room, 0);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return;
+      if (c->state == CS_CLOSING) {
+        conn_close(b, i);
+        return;
+      }
+      fail(b, "read from %s failed: %s", conn_name(b, i), strerror(errno));
+      return;
+    }
+    if (n == 0) {
+      if (c->state == CS_CLOSING)
+        conn_close(b, i);
+      else
+        fail(b, "%s: the server closed the connection", conn_name(b, i));
+      return;
+    }
+    c->rlen += (size_t)n;
+    if (c->state != CS_CLOSING) {
+      uint64_t now = now_ns();
+      if (b->o.target == T_HERALD)
+        herald_input(b, i, now);
+      else
+        redis_input(b, i, now);
+      if (b->failed || c->state == CS_FREE)
+        return;
+    }
+    if ((size_t)n < room)
+      return;
+  }
+}
+
+/* Wait for events at most timeout_ms and handle them. Returns -1 once a
+ * failure is recorded. */
+static int loop_once(struct bench *b, int timeout_ms)
+{
+  struct epoll_event ev[EVMAX];
+  int n = epoll_wait(b->ep, ev, EVMAX, timeout_ms), k;
+  if (n < 0) {
+    if (errno == EINTR)
+      return 0;
+    fail(b, "epoll_wait failed: %s", strerror(errno));
+    return -1;
+  }
+  for (k = 0; k < n && !b->failed; k++) {
+    int i = (int)ev[k].data.u32;
+    struct conn *c = &b->c[i];
+    if (c->state == CS_FREE)
+      continue;
+    if (c->state == CS_CONNECTING) {
+      conn_connected(b, i);
+      continue;
+    }
+    if (ev[k].events & EPOLLOUT)
+      conn_flush(b, i);
+    if (c->state != CS_FREE &&
+        (ev[k].events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+      conn_readable(b, i);
+  }
+  return b->failed ? -1 : 0;
+}
+
+/* Milliseconds from now until deadline for epoll_wait, capped at cap_ms so
+ * that callers re-check their own conditions. */
+static int wait_ms(uint64_t deadline, int cap_ms)
+{
+  uint64_t now = now_ns(), ms;
+  if (now >= deadline)
+    return 0;
+  ms = (deadline - now + NS_PER_MS - 1) / NS_PER_MS;
+  return ms > (uint64_t)cap_ms ? cap_ms : (int)ms;
+}
+
+/* Run the loop until done(b) holds (0), the deadline passes (1) or a
+ * failure is recorded (-1). A NULL done runs until the deadline. */
+static int run_until(struct bench *b, int (*done)(struct bench *),
+                     uint64_t deadline)
+{
+  for (;;) {
+    if (done != NULL && done(b))
+      return 0;
+    if (now_ns() >= deadline)
+      return done == NULL ? 0 : 1;
+    if (loop_once(b, wait_ms(deadline, 100)) < 0)
+      return -1;
+  }
+}
+
+/* Connect and greet connections lo..hi-1 with at most --inflight of them
+ * not yet greeted at any time. Each must be greeted within --timeout of its
+ * connect, or the whole run fails. */
+static int connect_range(struct bench *b, int lo, int hi)
+{
+  int next = lo, oldest = lo, base = b->nready;
+  while (b->nready - base < hi - lo) {
+    uint64_t now;
+    while (next < hi && (next - lo) - (b->nready - base) < b->o.inflight) {
+      conn_start(b, next++);
+      if (b->failed)
+        return -1;
+    }
+    while (oldest < next && b->c[oldest].state == CS_READY)
+      oldest++;
+    now = now_ns();
+    if (oldest < next && now - b->c[oldest].t_start >= b->timeout_ns) {
+      fail(b, "%s: not %s within %g s (%d of %d greeted)",
+           conn_name(b, oldest),
+           b->c[oldest].state == CS_CONNECTING ? "connected" : "greeted",
+           b->o.timeout, b->nready - base, hi - lo);
+      return -1;
+    }
+    if (loop_once(b, oldest < next ?
+                  wait_ms(b->c[oldest].t_start + b->timeout_ns, 100) : 100)
+        < 0)
+      return -1;
+  }
+  return 0;
+}
+
+/* Send connection i's next request: a call of --method (herald), EVALSHA
+ * (Redis, calls mode) or CLIENT LIST (Redis, list mode). */
+static void send_request(struct bench *b, int i)
+{
+  struct conn *c = &b->c[i];
+  int n;
+  c->t_start = now_ns();
+  if (b->o.target == T_HERALD) {
+    c->call_id = ++b->next_id;
+    n = snprintf(b->fbuf, b->fcap, "{\"type\":\"call\",\"id\":%" PRId64
+                 ",\"method\":\"%s\",\"args\":[]}\n", c->call_id,
+                 b->o.method);
+  } else if (b->o.mode == M_CALLS) {
+    c->outstanding++;
+    n = snprintf(b->fbuf, b->fcap, "*3\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n"
+                 "$1\r\n0\r\n", b->sha);
+  } else {
+    c->outstanding++;
+    n = snprintf(b->fbuf, b->fcap, "*2\r\n$6\r\nCLIENT\r\n$4\r\nLIST\r\n");
+  }
+  conn_send(b, i, b->fbuf, (size_t)n, 0);
+}
+
+/* ---- modes ------------------------------------------------------------- */
+
+static int round_complete(struct bench *b)
+{
+  return b->got >= b->o.clients;
+}
+
+static int reply_arrived(struct bench *b)
+{
+  return b->reply_done;
+}
+
+static int sha_arrived(struct bench *b)
+{
+  return !b->sha_wait;
+}
+
+static int all_closed(struct bench *b)
+{
+  return b->nclosing == 0;
+}
+
+static void print_head(const struct bench *b)
+{
+  printf("target=%s mode=%s", target_names[b->o.target],
+         mode_names[b->o.mode]);
+}
+
+static void print_greet(struct bench *b, uint64_t connect_ns)
+{
+  printf(" connect_ms=%.1f connects_per_s=%.0f greet_median_us=%.1f"
+         " greet_p99_us=%.1f", (double)connect_ns / 1e6,
+         connect_ns ? (double)b->greet.n * 1e9 / (double)connect_ns : 0.0,
+         pct_us(&b->greet, 50), pct_us(&b->greet, 99));
+}
+
+/* Connect the control connection (if any), then time connecting and
+ * greeting clients 0..count-1 into *connect_ns. */
+static int connect_all(struct bench *b, long count, uint64_t *connect_ns)
+{
+  uint64_t t;
+  if (b->ctl >= 0 && connect_range(b, b->ctl, b->ctl + 1) < 0)
+    return -1;
+  t = now_ns();
+  if (connect_range(b, 0, (int)count) < 0)
+    return -1;
+  *connect_ns = now_ns() - t;
+  return 0;
+}
+
+static int mode_connect(struct bench *b)
+{
+  uint64_t connect_ns;
+  if (connect_all(b, b->o.clients, &connect_ns) < 0)
+    return -1;
+  print_head(b);
+  printf(" clients=%ld", b->o.clients);
+  print_greet(b, connect_ns);
+  printf(" status=ok\n");
+  return 0;
+}
+
+/* Send round r's trigger on the control connection: a 100-byte (by
+ * default) text naming the round, broadcast (herald) or published (Redis).
+ * Fan-out texts contain only [a-z0-9-], so they need no JSON escaping. */
+static void send_trigger(struct bench *b, int64_t r)
+{
+  struct conn *c = &b->c[b->ctl];
+  size_t tl = (size_t)b->o.text_size;
+  int n = snprintf(b->text, tl + 1, "bench-r%06" PRId64 "-", r);
+  memset(b->text + n, 'x', tl - (size_t)n);
+  b->text[tl] = '\0';
+  if (b->o.target == T_HERALD) {
+    c->call_id = ++b->next_id;
+    n = snprintf(b->fbuf, b->fcap, "{\"type\":\"call\",\"id\":%" PRId64
+                 ",\"method\":\"broadcast\",\"args\":[\"%s\"]}\n",
+                 c->call_id, b->text);
+  } else {
+    c->outstanding++;
+    n = snprintf(b->fbuf, b->fcap, "*3\r\n$7\r\nPUBLISH\r\n$%zu\r\n%s\r\n"
+                 "$%zu\r\n%s\r\n", strlen(CHANNEL), CHANNEL, tl, b->text);
+  }
+  b->t0 = now_ns();
+  conn_send(b, b->ctl, b->fbuf, (size_t)n, 0);
+}
+
+static int mode_fanout(struct bench *b)
+{
+  uint64_t connect_ns;
+  int64_t r;
+  if (connect_all(b, b->o.clients, &connect_ns) < 0)
+    return -1;
+  for (r = 1; r <= b->o.warmup + b->o.rounds; r++) {
+    int rc;
+    b->round = r;
+    b->got = 0;
+    b->round_open = 1;
+    send_trigger(b, r);
+    rc = run_until(b, round_complete, b->t0 + b->timeout_ns);
+    b->round_open = 0;
+    if (rc == 1)
+      fail(b, "round %" PRId64 " timed out after %g s: %ld of %ld clients "
+           "received the message", r, b->o.timeout, b->got, b->o.clients);
+    if (rc != 0)
+      return -1;
+    flush_dirty(b);
+    if (r > b->o.warmup) {
+      samples_add(&b->first, b->t_first - b->t0);
+      samples_add(&b->last, b->t_last - b->t0);
+      print_head(b);
+      printf(" clients=%ld round=%" PRId64 " first_us=%.1f last_us=%.1f\n",
+             b->o.clients, r - b->o.warmup,
+             (double)(b->t_first - b->t0) / 1e3,
+             (double)(b->t_last - b->t0) / 1e3);
+    }
+    if (run_until(b, NULL, now_ns() + (uint64_t)b->o.gap_ms * NS_PER_MS) < 0)
+      return -1;
+  }
+  print_head(b);
+  printf(" clients=%ld rounds=%ld warmup=%ld text_size=%ld", b->o.clients,
+         b->o.rounds, b->o.warmup, b->o.text_size);
+  print_greet(b, connect_ns);
+  printf(" first_median_us=%.1f last_median_us=%.1f last_p99_us=%.1f"
+         " last_max_us=%.1f status=ok\n", pct_us(&b->first, 50),
+         pct_us(&b->last, 50), pct_us(&b->last, 99), pct_us(&b->last, 100));
+  return 0;
+}
+
+/* Fail if some connection has waited --timeout for its reply. */
+static int check_stuck(struct bench *b, uint64_t now)
+{
+  int i;
+  for (i = 0; i < b->o.conns; i++) {
+    struct conn *c = &b->c[i];
+    int waiting = b->o.target == T_HERALD ? c->call_id != 0
+                                          : c->outstanding > 0;
+    if (waiting && now - c->t_start >= b->timeout_ns) {
+      fail(b, "%s: no reply within %g s", conn_name(b, i), b->o.timeout);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static int mode_calls(struct bench *b)
+{
+  uint64_t connect_ns, t_end, stop, next_check;
+  int i;
+  if (connect_all(b, b->o.conns, &connect_ns) < 0)
+    return -1;
+  if (b->o.target == T_REDIS) {
+    static const char load[] = "*3\r\n$6\r\nSCRIPT\r\n$4\r\nLOAD\r\n"
+                               "$8\r\nreturn 1\r\n";
+    b->sha_wait = 1;
+    b->c[0].outstanding++;
+    conn_send(b, 0, load, sizeof load - 1, 0);
+    i = run_until(b, sha_arrived, now_ns() + b->timeout_ns);
+    if (i == 1)
+      fail(b, "no reply to SCRIPT LOAD within %g s", b->o.timeout);
+    if (i != 0)
+      return -1;
+  }
+  b->calls_running = 1;
+  for (i = 0; i < b->o.conns; i++)
+    send_request(b, i);
+  stop = now_ns() + (uint64_t)b->o.warmup * NS_PER_S;
+  next_check = now_ns();
+  for (;;) {
+    uint64_t now = now_ns();
+    if (!b->recording && now >= stop) {
+      b->recording = 1;
+      b->t_rec = now;
+      stop = now + (uint64_t)(b->o.seconds * 1e9);
+    } else if (b->recording && now >= stop) {
+      break;
+    }
+    if (now >= next_check) {
+      if (check_stuck(b, now) < 0)
+        return -1;
+      next_check = now + 100 * NS_PER_MS;
+    }
+    if (loop_once(b, wait_ms(stop, 100)) < 0)
+      return -1;
+  }
+  t_end = now_ns();
+  b->calls_running = b->recording = 0;
+  print_head(b);
+  printf(" conns=%ld seconds=%.2f method=%s", b->o.conns,
+         (double)(t_end - b->t_rec) / 1e9,
+         b->o.target == T_HERALD ? b->o.method : "evalsha");
+  print_greet(b, connect_ns);
+  printf(" calls=%" PRIu64 " calls_per_s=%.0f rtt_median_us=%.1f"
+         " rtt_p99_us=%.1f status=ok\n", b->completed,
+         (double)b->completed * 1e9 / (double)(t_end - b->t_rec),
+         pct_us(&b->rtt, 50), pct_us(&b->rtt, 99));
+  return 0;
+}
+
+static int mode_list(struct bench *b)
+{
+  uint64_t connect_ns;
+  struct samples lat = {NULL, 0, 0, 0};
+  int64_t r;
+  int rc = -1;
+  if (connect_all(b, b->o.clients, &connect_ns) < 0)
+    goto done;
+  for (r = 1; r <= b->o.warmup + b->o.rounds; r++) {
+    int w;
+    b->reply_done = 0;
+    send_request(b, b->ctl);
+    w = run_until(b, reply_arrived, b->c[b->ctl].t_start + b->timeout_ns);
+    if (w == 1)
+      fail(b, "listing %" PRId64 " got no complete reply within %g s", r,
+           b->o.timeout);
+    if (w != 0)
+      goto done;
+    if (r > b->o.warmup)
+      samples_add(&lat, b->t_reply - b->c[b->ctl].t_start);
+  }
+  print_head(b);
+  printf(" clients=%ld rounds=%ld warmup=%ld method=%s reply_bytes=%zu",
+         b->o.clients, b->o.rounds, b->o.warmup,
+         b->o.target == T_HERALD ? b->o.method : "client_list",
+         b->reply_bytes);
+  print_greet(b, connect_ns);
+  printf(" median_us=%.1f p99_us=%.1f status=ok\n", pct_us(&lat, 50),
+         pct_us(&lat, 99));
+  rc = 0;
+done:
+  free(lat.v);
+  return rc;
+}
+
+/* End the sessions cleanly: herald would otherwise keep every dropped
+ * connection as a postponed session for resume_timeout seconds, skewing the
+ * next run. Send bye, half-close, and wait a little for the server's EOF. */
+static void goodbye(struct bench *b)
+{
+  int i;
+  b->failed = 0;                /* the report is out; errors are moot now */
+  for (i = 0; i < b->nconn; i++) {
+    struct conn *c = &b->c[i];
+    if (b->o.target == T_HERALD && c->state == CS_READY) {
+      c->state = CS_CLOSING;
+      b->nclosing++;
+      c->shut_pending = 1;
+      conn_send(b, i, "{\"type\":\"bye\"}\n", 15, 0);
+    } else {
+      conn_close(b, i);
+    }
+  }
+  run_until(b, all_closed, now_ns() + 3 * NS_PER_S);
+  for (i = 0; i < b->nconn; i++)
+    conn_close(b, i);
+}
+
+/* ---- setup ------------------------------------------------------------- */
+
+/* Make room for `need` descriptors: raise the soft limit, and the hard one
+ * when allowed (root). */
+static int raise_nofile(rlim_t need, char *err, size_t errlen)
+{
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+    snprintf(err, errlen, "getrlimit(RLIMIT_NOFILE) failed: %s",
+             strerror(errno));
+    return -1;
+  }
+  if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
+    return 0;
+  if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need)
+    rl.rlim_max = need;
+  rl.rlim_cur = need;
+  if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+    struct rlimit cur;
+    getrlimit(RLIMIT_NOFILE, &cur);
+    snprintf(err, errlen, "cannot raise the open-file limit to %llu for "
+             "these connections (hard limit %llu): %s; raise it first, "
+             "e.g. 'ulimit -Hn %llu' as root",
+             (unsigned long long)need, (unsigned long long)cur.rlim_max,
+             strerror(errno), (unsigned long long)need);
+    return -1;
+  }
+  return 0;
+}
+
+static int resolve(struct bench *b, char *err, size_t errlen)
+{
+  struct addrinfo hints, *res = NULL;
+  char port[16];
+  int rc;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  snprintf(port, sizeof port, "%ld", b->o.port);
+  rc = getaddrinfo(b->o.host, port, &hints, &res);
+  if (rc != 0) {
+    snprintf(err, errlen, "cannot resolve %s: %s", b->o.host,
+             gai_strerror(rc));
+    return -1;
+  }
+  memcpy(&b->addr, res->ai_addr, res->ai_addrlen);
+  b->addrlen = res->ai_addrlen;
+  freeaddrinfo(res);
+  return 0;
+}
+
+static void usage(FILE *f)
+{
+  fprintf(f,
+"usage: loadgen [options]\n"
+"  --target herald|redis  server kind (default herald)\n"
+"  --host HOST            server address (default 127.0.0.1)\n"
+"  --port P               server port (default 7400 herald, 6379 redis)\n"
+"  --mode fanout|calls|list|connect   what to measure (default fanout)\n"
+"  --clients N            fanout/list/connect: client connections (1000)\n"
+"  --rounds R             fanout/list: measured rounds (20)\n"
+"  --warmup W             fanout/list: unmeasured rounds first (2);\n"
+"                         calls: unmeasured seconds first (1)\n"
+"  --conns C              calls: connections, one request each in flight "
+"(50)\n"
+"  --seconds S            calls: measured duration (10)\n"
+"  --text-size B          fanout: message text bytes, >= 16 (100)\n"
+"  --method NAME          herald calls/list: method (noop / list_sessions)\n"
+"  --inflight K           connects not yet greeted at once (256)\n"
+"  --timeout SEC          bound on a round, greeting or reply (10)\n"
+"  --gap-ms MS            fanout: pause between rounds (10)\n"
+"  --help                 this text\n"
+"fanout: per round a control connection triggers one message (herald: call\n"
+"of method broadcast(text); redis: PUBLISH " CHANNEL ") and the round ends\n"
+"when all N clients have it; herald acks are written after the round.\n"
+"Output: key=value lines on stdout; exit 1 on failure, 2 on bad usage.\n");
+}
+
+static int num_arg(const char *name, const char *s, long lo, long hi,
+                   long *out)
+{
+  char *end;
+  long v;
+  errno = 0;
+  v = strtol(s, &end, 10);
+  if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi) {
+    fprintf(stderr, "loadgen: --%s wants an integer in %ld..%ld, not '%s'\n",
+            name, lo, hi, s);
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+static int real_arg(const char *name, const char *s, double lo, double hi,
+                    double *out)
+{
+  char *end;
+  double v;
+  errno = 0;
+  v = strtod(s, &end);
+  if (errno != 0 || end == s || *end != '\0' || !(v >= lo && v <= hi)) {
+    fprintf(stderr, "loadgen: --%s wants a number in %g..%g, not '%s'\n",
+            name, lo, hi, s);
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+/* Fill o from argv. Returns 0, 1 after --help, -1 on bad usage (already
+ * reported). */
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+  static const struct option lo[] = {
+    {"target", required_argument, NULL, 't'},
+    {"host", required_argument, NULL, 'H'},
+    {"port", required_argument, NULL, 'p'},
+    {"mode", required_argument, NULL, 'm'},
+    {"clients", required_argument, NULL, 'n'},
+    {"rounds", required_argument, NULL, 'r'},
+    {"warmup", required_argument, NULL, 'w'},
+    {"conns", required_argument, NULL, 'c'},
+    {"seconds", required_argument, NULL, 's'},
+    {"text-size", required_argument, NULL, 'T'},
+    {"method", required_argument, NULL, 'M'},
+    {"inflight", required_argument, NULL, 'i'},
+    {"timeout", required_argument, NULL, 'o'},
+    {"gap-ms", required_argument, NULL, 'g'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0}
+  };
+  int ch, rc = 0;
+  const char *p;
+  memset(o, 0, sizeof *o);
+  o->host = "127.0.0.1";
+  o->port = -1;
+  o->clients = 1000;
+  o->rounds = 20;
+  o->warmup = -1;
+  o->conns = 50;
+  o->seconds = 10;
+  o->text_size = 100;
+  o->inflight = 256;
+  o->timeout = 10;
+  o->gap_ms = 10;
+  while (rc == 0 && (ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+    switch (ch) {
+    case 't':
+      if (strcmp(optarg, "herald") == 0)
+        o->target = T_HERALD;
+      else if (strcmp(optarg, "redis") == 0)
+        o->target = T_REDIS;
+      else {
+        fprintf(stderr, "loadgen: unknown target '%s'\n", optarg);
+        rc = -1;
+      }
+      break;
+    case 'm':
+      for (ch = 0; ch < 4 && strcmp(optarg, mode_names[ch]) != 0; ch++)
+        ;
+      if (ch == 4) {
+        fprintf(stderr, "loadgen: unknown mode '%s'\n", optarg);
+        rc = -1;
+      }
+      o->mode = (enum mode)ch;
+      break;
+    case 'H': o->host = optarg; break;
+    case 'p': rc = num_arg("port", optarg, 1, 65535, &o->port); break;
+    case 'n': rc = num_arg("clients", optarg, 1, 1000000, &o->clients); break;
+    case 'r': rc = num_arg("rounds", optarg, 1, 10000000, &o->rounds); break;
+    case 'w': rc = num_arg("warmup", optarg, 0, 1000000, &o->warmup); break;
+    case 'c': rc = num_arg("conns", optarg, 1, 1000000, &o->conns); break;
+    case 's': rc = real_arg("seconds", optarg, 0.01, 1e6, &o->seconds); break;
+    case 'T':
+      rc = num_arg("text-size", optarg, 16, 1 << 20, &o->text_size);
+      break;
+    case 'M': o->method = optarg; break;
+    case 'i': rc = num_arg("inflight", optarg, 1, 1000000, &o->inflight); break;
+    case 'o': rc = real_arg("timeout", optarg, 0.001, 3600, &o->timeout); break;
+    case 'g': rc = num_arg("gap-ms", optarg, 0, 60000, &o->gap_ms); break;
+    case 'h':
+      usage(stdout);
+      return 1;
+    default:
+      usage(stderr);
+      return -1;
+    }
+  }
+  if (rc != 0)
+    return -1;
+  if (optind < argc) {
+    fprintf(stderr, "loadgen: unexpected argument '%s'\n", argv[optind]);
+    return -1;
+  }
+  if (o->port < 0)
+    o->port = o->target == T_HERALD ? 7400 : 6379;
+  if (o->warmup < 0)
+    o->warmup = o->mode == M_CALLS ? 1 : 2;
+  if (o->method == NULL)
+    o->method = o->mode == M_LIST ? "list_sessions" : "noop";
+  /* The name goes into a JSON string verbatim: keep it to plain names. */
+  for (p = o->method; *p; p++) {
+    if (!(*p == '_' || *p == '.' || *p == '-' || (*p >= '0' && *p <= '9') ||
+          (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z'))) {
+      fprintf(stderr, "loadgen: --method '%s': only letters, digits, "
+              "'_', '.' and '-' are accepted\n", o->method);
+      return -1;
+    }
+  }
+  if (*o->method == '\0' || strlen(o->method) > 128) {
+    fprintf(stderr, "loadgen: --method wants a name of 1..128 bytes\n");
+    return -1;
+  }
+  return 0;
+}
+
+int main(int argc, char **argv)
+{
+  struct bench b;
+  char err[512];
+  long n;
+  int i, rc;
+  memset(&b, 0, sizeof b);
+  rc = parse_args(argc, argv, &b.o);
+  if (rc != 0)
+    return rc > 0 ? 0 : 2;
+  signal(SIGPIPE, SIG_IGN);
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  n = b.o.mode == M_CALLS ? b.o.conns : b.o.clients;
+  b.ctl = b.o.mode == M_FANOUT || b.o.mode == M_LIST ? (int)n : -1;
+  b.nconn = (int)n + (b.ctl >= 0);
+  b.timeout_ns = (uint64_t)(b.o.timeout * 1e9);
+  if (raise_nofile((rlim_t)b.nconn + 64, err, sizeof err) < 0 ||
+      resolve(&b, err, sizeof err) < 0) {
+    fprintf(stderr, "loadgen: %s\n", err);
+    return 1;
+  }
+  b.ep = epoll_create1(EPOLL_CLOEXEC);
+  if (b.ep < 0) {
+    fprintf(stderr, "loadgen: epoll_create1 failed: %s\n", strerror(errno));
+    return 1;
+  }
+  b.c = calloc((size_t)b.nconn, sizeof *b.c);
+  b.dirty = calloc((size_t)b.nconn, sizeof *b.dirty);
+  b.fcap = 256 + (size_t)b.o.text_size + strlen(b.o.method);
+  b.fbuf = malloc(b.fcap);
+  b.text = malloc((size_t)b.o.text_size + 1);
+  if (b.c == NULL || b.dirty == NULL || b.fbuf == NULL || b.text == NULL) {
+    fprintf(stderr, "loadgen: out of memory for %d connections\n", b.nconn);
+    return 1;
+  }
+  for (i = 0; i < b.nconn; i++) {
+    b.c[i].fd = -1;
+    b.c[i].last_round = -1;
+  }
+  switch (b.o.mode) {
+  case M_FANOUT: rc = mode_fanout(&b); break;
+  case M_CALLS: rc = mode_calls(&b); break;
+  case M_LIST: rc = mode_list(&b); break;
+  default: rc = mode_connect(&b); break;
+  }
+  if (rc < 0) {
+    fprintf(stderr, "loadgen: %s\n", b.err);
+    for (i = 0; b.err[i]; i++)
+      if (b.err[i] == '"')
+        b.err[i] = '\'';
+    print_head(&b);
+    printf(" status=fail error=\"%s\"\n", b.err);
+  }
+  goodbye(&b);
+  close(b.ep);
+  for (i = 0; i < b.nconn; i++) {
+    free(b.c[i].rbuf);
+    free(b.c[i].wbuf);
+  }
+  free(b.c);
+  free(b.dirty);
+  free(b.fbuf);
+  free(b.text);
+  free(b.greet.v);
+  free(b.first.v);
+  free(b.last.v);
+  free(b.rtt.v);
+  return rc < 0 ? 1 : 0;
+}
