@@ -219,6 +219,11 @@ static int open_cjson(lua_State *L) {
   return 2;
 }
 
+/*
+ * Creates j's Lua state with cjson loaded (at index 1) and learns how cjson
+ * spells EMPTY_ARRAY. Returns 0, or -1 with the reason in err. Release
+ * with json_close.
+ */
 static int json_open(json_t *j, char *err, size_t errlen) {
   size_t n;
   const char *s;

@@ -187,16 +187,13 @@ int proto_check_hello(lua_State *L, proto_hello_t *h, char *err,
       return -1;
     }
   }
-  t = lua_getfield(L, -1, "protocol");
-  if (t != LUA_TNIL) {
-    if (!lua_isinteger(L, -1)) {
-      snprintf(err, errlen, "hello: 'protocol' must be an integer");
-      lua_pop(L, 1);
-      return -1;
-    }
-    h->protocol = lua_tointeger(L, -1);
-  }
+  lua_getfield(L, -1, "protocol");
+  t = lua_isnil(L, -1);
   lua_pop(L, 1);
+  if (!t && proto_get_integer(L, "protocol", &h->protocol) < 0) {
+    snprintf(err, errlen, "hello: 'protocol' must be an integer");
+    return -1;
+  }
   if (h->protocol != PROTO_VERSION) {
     snprintf(err, errlen, "protocol %lld is not supported (this server "
              "speaks version %d)", (long long)h->protocol, PROTO_VERSION);

@@ -1,0 +1,9 @@
+-- broadcast(text): sends text to every remote user; returns how many
+-- sessions it was queued for.
+--   herald call broadcast '"The server restarts at 10pm"'
+return function(text)
+  if type(text) ~= "string" then
+    error("broadcast: text must be a string, got " .. type(text), 0)
+  end
+  return (send_message_to_remote_user(text))
+end
