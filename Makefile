@@ -5,14 +5,14 @@
 VERSION := 0.1.0
 CC ?= cc
 BUILD := build
-PKGS := lua5.4 libuv
+PKGS := lua5.4 libuv libedit
 # lua-cjson is linked statically (ARCHITECTURE.md): its .a from lua-cjson-dev.
 CJSON_LIB := -Wl,-Bstatic -llua5.4-cjson -Wl,-Bdynamic
 
 WARN := -Wall -Wextra -Wshadow -Werror
 CFLAGS ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -DHERALD_VERSION='"$(VERSION)"' \
-  -Iruntime -Imodules -I$(BUILD)/gen $(WARN) $(CFLAGS) \
+  -iquote runtime -iquote modules -iquote $(BUILD)/gen $(WARN) $(CFLAGS) \
   $(shell pkg-config --cflags $(PKGS) lua5.4-cjson)
 LIBS = $(CJSON_LIB) $(shell pkg-config --libs $(PKGS)) -lm
 TEST_LIBS = $(LIBS) $(shell pkg-config --libs cmocka)

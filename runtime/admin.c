@@ -16,6 +16,7 @@
 #include "outbuf.h"
 #include "process.h"
 #include "proto.h"
+#include "repl.h"
 #include "server.h"
 #include "vm.h"
 
@@ -25,7 +26,8 @@
 typedef struct admin_client {
   admin_t *admin;
   conn_t *conn;
-  int process; /* the running script's number, or 0 */
+  int process;   /* the running script's number, or 0 */
+  repl_t *repl;  /* a console's evaluation, made on its first line */
   struct admin_client *prev, *next;
 } admin_client_t;
 
@@ -179,6 +181,81 @@ static void run_script(admin_client_t *ac) {
   lua_pop(L, 3);
 }
 
+static void console_print(void *data, const char *text, size_t len) {
+  admin_client_t *ac = data;
+  lua_State *L = ac->admin->L;
+  lua_createtable(L, 0, 2);
+  lua_pushliteral(L, "print");
+  lua_setfield(L, -2, "type");
+  lua_pushlstring(L, text, len);
+  lua_setfield(L, -2, "text");
+  send_table(ac);
+}
+
+static void console_done(void *data, int more) {
+  admin_client_t *ac = data;
+  lua_State *L = ac->admin->L;
+  lua_createtable(L, 0, 2);
+  lua_pushliteral(L, "done");
+  lua_setfield(L, -2, "type");
+  lua_pushboolean(L, more);
+  lua_setfield(L, -2, "more");
+  send_table(ac);
+}
+
+/*
+ * A console's frames, the decoded frame at the top of the stack:
+ * {"type":"eval","line":L}, {"type":"complete","text":T} (answered with
+ * {"type":"completions","items":[...]}) and {"type":"interrupt"}.
+ */
+static void console_frame(admin_client_t *ac, const char *type) {
+  lua_State *L = ac->admin->L;
+  const char *text;
+
+  if (ac->repl == NULL) {
+    repl_io_t io = {console_print, console_done, ac};
+    ac->repl = repl_new(L, &io);
+    if (ac->repl == NULL) {
+      send_exit(ac, 1, "the server cannot open a console now");
+      conn_end(ac->conn);
+      return;
+    }
+  }
+  if (strcmp(type, "interrupt") == 0) {
+    repl_interrupt(ac->repl);
+    return;
+  }
+  lua_getfield(L, -1, strcmp(type, "eval") == 0 ? "line" : "text");
+  text = lua_tostring(L, -1);
+  if (text == NULL) {
+    lua_pop(L, 1);
+    send_exit(ac, 2, "admin: eval needs 'line', complete needs 'text'");
+    conn_end(ac->conn);
+    return;
+  }
+  if (strcmp(type, "eval") == 0) {
+    if (repl_busy(ac->repl))
+      console_print(ac, "a line is still running", 23);
+    else
+      repl_eval(ac->repl, text);
+  } else {
+    char **items = repl_complete(ac->repl, text);
+    lua_createtable(L, 0, 2);
+    lua_pushliteral(L, "completions");
+    lua_setfield(L, -2, "type");
+    lua_newtable(L);
+    for (int i = 0; items != NULL && items[i] != NULL; i++) {
+      lua_pushstring(L, items[i]);
+      lua_rawseti(L, -2, i + 1);
+      free(items[i]);
+    }
+    free(items);
+    lua_setfield(L, -2, "items");
+    send_table(ac);
+  }
+  lua_pop(L, 1);
+}
+
 static void on_admin_line(conn_t *c, char *line, size_t len) {
   admin_client_t *ac = conn_owner(c);
   lua_State *L = ac->admin->L;
@@ -194,10 +271,16 @@ static void on_admin_line(conn_t *c, char *line, size_t len) {
   lua_getfield(L, -1, "type");
   type = lua_tostring(L, -1);
   lua_pop(L, 1);
-  if (type != NULL && strcmp(type, "run") == 0 && ac->process == 0) {
+  if (type != NULL && strcmp(type, "run") == 0 && ac->process == 0 &&
+      ac->repl == NULL) {
     run_script(ac);
+  } else if (type != NULL && ac->process == 0 &&
+             (strcmp(type, "eval") == 0 || strcmp(type, "complete") == 0 ||
+              strcmp(type, "interrupt") == 0)) {
+    console_frame(ac, type);
   } else {
-    send_exit(ac, 2, "admin: expected a run frame");
+    send_exit(ac, 2, "admin: expected a run, eval, complete or interrupt "
+                     "frame");
     conn_end(c);
   }
   lua_settop(L, top);
@@ -215,6 +298,7 @@ static void on_admin_close(conn_t *c) {
   if (ac == NULL)
     return;
   a = ac->admin;
+  repl_free(ac->repl);
   if (ac->process != 0) {
     process_t *p = process_find(ac->process);
     if (p != NULL) {

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "client.h"
+#include "consolecmd.h"
 #include "runcmd.h"
 #include "serve.h"
 
@@ -38,7 +39,8 @@ static int version_main(int argc, char **argv) {
 }
 
 static const command_t commands[] = {
-    {"serve", serve_main},   {"run", runcmd_main},
+    {"serve", serve_main},   {"console", consolecmd_main},
+    {"run", runcmd_main},
     {"client", client_main}, {"call", call_main},
     {"version", version_main},
 };

@@ -3,18 +3,16 @@
 #include <errno.h>
 #include <getopt.h>
 #include <lauxlib.h>
-#include <lua-cjson.h>
 #include <lualib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include "config.h"
 #include "herald.h"
+#include "jsonline.h"
 #include "log.h"
 #include "process.h"
 #include "proto.h"
@@ -55,66 +53,12 @@ static int push_file(lua_State *L, const char *path) {
   return 0;
 }
 
-static int connect_admin(const char *path) {
-  struct sockaddr_un addr = {.sun_family = AF_UNIX};
-  size_t len = strlen(path);
-  int fd;
-  if (len >= sizeof(addr.sun_path)) {
-    errno = ENAMETOOLONG;
-    return -1;
-  }
-  memcpy(addr.sun_path, path, len + 1);
-  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0)
-    return -1;
-  if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
-    int e = errno;
-    close(fd);
-    errno = e;
-    return -1;
-  }
-  return fd;
-}
-
-static int write_all(int fd, const char *p, size_t len) {
-  while (len > 0) {
-    ssize_t n = write(fd, p, len);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      return -1;
-    p += n;
-    len -= (size_t)n;
-  }
-  return 0;
-}
-
-/* Appends n bytes to the growing line *acc (length *have). */
-static void append(char **acc, size_t *have, const char *src, size_t n) {
-  char *grown = realloc(*acc, *have + n + 1);
-  if (grown == NULL) {
-    fprintf(stderr, "herald: run: out of memory\n");
-    exit(1);
-  }
-  memcpy(grown + *have, src, n);
-  *acc = grown;
-  *have += n;
-}
-
-/* Handles one frame from the server; returns the script's exit status
- * once it has ended, else -1. */
-static int on_frame(lua_State *L, const char *line, size_t len) {
+/* Handles one frame from the server (a table on top of L, popped);
+ * returns the script's exit status once it has ended, else -1. */
+static int on_frame(lua_State *L) {
   const char *type;
   int status = -1;
 
-  lua_getglobal(L, "cjson");
-  lua_getfield(L, -1, "decode");
-  lua_pushlstring(L, line, len);
-  if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_istable(L, -1)) {
-    fprintf(stderr, "herald: run: unreadable answer from the server\n");
-    lua_settop(L, 0);
-    return 1;
-  }
   lua_getfield(L, -1, "type");
   lua_getfield(L, -2, "text");
   lua_getfield(L, -3, "status");
@@ -128,61 +72,30 @@ static int on_frame(lua_State *L, const char *line, size_t len) {
     if (lua_isstring(L, -1))
       fprintf(stderr, "herald: run: %s\n", lua_tostring(L, -1));
   }
-  lua_settop(L, 0);
-  return status;
-}
-
-/* Prints the server's frames until exit; returns the script's status. */
-static int follow(lua_State *L, int fd) {
-  char buf[4096], *acc = NULL;
-  size_t have = 0;
-  int status = -1;
-
-  while (status < 0) {
-    ssize_t n = read(fd, buf, sizeof(buf));
-    char *start = buf, *nl;
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0) {
-      fprintf(stderr, "herald: run: the server closed the connection "
-                      "before the script ended\n");
-      status = 1;
-      break;
-    }
-    while (status < 0 &&
-           (nl = memchr(start, '\n', (size_t)(buf + n - start))) != NULL) {
-      append(&acc, &have, start, (size_t)(nl - start));
-      status = on_frame(L, acc, have);
-      have = 0;
-      start = nl + 1;
-    }
-    if (status < 0 && start < buf + n)
-      append(&acc, &have, start, (size_t)(buf + n - start));
-  }
-  free(acc);
+  lua_pop(L, 5);
   return status;
 }
 
 static int run_remote(const char *socket_path, int argc, char **argv) {
-  lua_State *L = luaL_newstate();
+  jsonline_t *j = jsonline_connect_unix(socket_path);
   const char *name = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1
                                            : argv[0];
-  const char *frame;
-  size_t len;
-  int fd, status;
+  lua_State *L;
+  int status = -1, r;
 
-  luaL_openlibs(L);
-  luaL_requiref(L, "cjson", luaopen_cjson, 1);
-  lua_pop(L, 1);
-  lua_getglobal(L, "cjson");
-  lua_getfield(L, -1, "encode");
+  if (j == NULL) {
+    fprintf(stderr, "herald: run: cannot reach the server at %s: %s\n",
+            socket_path, strerror(errno));
+    return 2;
+  }
+  L = jsonline_lua(j);
   lua_createtable(L, 0, 4);
   lua_pushliteral(L, "run");
   lua_setfield(L, -2, "type");
   lua_pushstring(L, name);
   lua_setfield(L, -2, "name");
   if (push_file(L, argv[0]) < 0) {
-    lua_close(L);
+    jsonline_close(j);
     return 2;
   }
   lua_setfield(L, -2, "source");
@@ -194,28 +107,36 @@ static int run_remote(const char *socket_path, int argc, char **argv) {
     }
     lua_setfield(L, -2, "args");
   }
-  lua_call(L, 1, 1);
-  frame = lua_tolstring(L, -1, &len);
-
-  fd = connect_admin(socket_path);
-  if (fd < 0) {
-    fprintf(stderr, "herald: run: cannot reach the server at %s: %s\n",
-            socket_path, strerror(errno));
-    lua_close(L);
-    return 2;
-  }
-  if (write_all(fd, frame, len) < 0 || write_all(fd, "\n", 1) < 0) {
+  if (jsonline_send(j) < 0) {
     fprintf(stderr, "herald: run: cannot send the script: %s\n",
             strerror(errno));
-    close(fd);
-    lua_close(L);
+    jsonline_close(j);
     return 2;
   }
-  lua_settop(L, 0);
-  status = follow(L, fd);
-  close(fd);
-  lua_close(L);
+  while (status < 0 && (r = jsonline_recv(j)) != 0) {
+    if (r < 0) {
+      fprintf(stderr, "herald: run: unreadable answer from the server\n");
+      status = 1;
+    } else {
+      status = on_frame(L);
+    }
+  }
+  if (status < 0) {
+    fprintf(stderr, "herald: run: the server closed the connection before "
+                    "the script ended\n");
+    status = 1;
+  }
+  jsonline_close(j);
   return status;
+}
+
+static void on_local_print(process_t *p, const char *text, size_t len,
+                           void *data) {
+  (void)p;
+  (void)data;
+  fwrite(text, 1, len, stdout);
+  fputc('\n', stdout);
+  fflush(stdout);
 }
 
 static void on_local_done(process_t *p, int status, lua_State *co, int nres,
@@ -266,6 +187,7 @@ static int run_local(int argc, char **argv) {
   memset(&opts, 0, sizeof(opts));
   opts.type = PROCESS_EVAL;
   opts.name = argv[0];
+  opts.on_print = on_local_print;
   opts.on_done = on_local_done;
   opts.data = &status;
   if (process_spawn(L, argc - 1, &opts) < 0)

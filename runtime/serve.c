@@ -11,6 +11,7 @@
 #include "herald.h"
 #include "log.h"
 #include "process.h"
+#include "prompt.h"
 #include "proto.h"
 #include "server.h"
 #include "vm.h"
@@ -106,8 +107,10 @@ static int load_config(const serve_opts_t *o, config_t *cfg) {
   return 0;
 }
 
+/* At shutdown: what the server does not own stops first. */
 static void stop_admin(void *data) {
   admin_t **admin = data;
+  prompt_stop();
   admin_stop(*admin);
   *admin = NULL;
 }
@@ -160,6 +163,8 @@ int serve_main(int argc, char **argv) {
     goto done;
   }
   server_on_shutdown(srv, stop_admin, &admin);
+  if (!o.no_console && isatty(STDIN_FILENO) && prompt_start(srv) < 0)
+    log_warn("cannot start the console; the server runs without it");
   uv_run(loop, UV_RUN_DEFAULT);
   log_info("stopped");
   status = 0;

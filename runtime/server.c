@@ -42,6 +42,8 @@ struct server {
   int shutting_down;
   void (*on_shutdown)(void *data);
   void *on_shutdown_data;
+  void (*on_sigint)(void *data);
+  void *on_sigint_data;
 };
 
 static const conn_handler_t greeting_handler, session_handler;
@@ -529,8 +531,17 @@ static void on_tick(uv_timer_t *t) {
 
 /* --- life cycle --------------------------------------------------------- */
 
+void server_on_sigint(server_t *srv, void (*fn)(void *data), void *data) {
+  srv->on_sigint = fn;
+  srv->on_sigint_data = data;
+}
+
 static void on_signal(uv_signal_t *h, int signum) {
   server_t *srv = h->data;
+  if (signum == SIGINT && srv->on_sigint != NULL) {
+    srv->on_sigint(srv->on_sigint_data);
+    return;
+  }
   log_info("received %s: shutting down", signum == SIGINT ? "SIGINT"
                                                           : "SIGTERM");
   server_shutdown(srv);

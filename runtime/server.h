@@ -34,6 +34,10 @@ void server_shutdown(server_t *srv);
  * own (the admin socket, the console). */
 void server_on_shutdown(server_t *srv, void (*fn)(void *data), void *data);
 
+/* fn, when set, takes SIGINT instead of the shutdown (the console's Ctrl-C
+ * interrupts a line; SIGTERM still stops the server). */
+void server_on_sigint(server_t *srv, void (*fn)(void *data), void *data);
+
 const config_t *server_config(const server_t *srv);
 session_table_t *server_sessions(const server_t *srv);
 uv_loop_t *server_loop(const server_t *srv);

@@ -78,6 +78,11 @@ int vm_take_limit_hit(vm_t *vm) {
   return hit;
 }
 
+static int l_require(lua_State *L) {
+  vm_require(L, luaL_checkstring(L, 1));
+  return 1;
+}
+
 void vm_require(lua_State *L, const char *name) {
   const vm_module_t *m;
   char chunkname[96];
@@ -96,7 +101,10 @@ void vm_require(lua_State *L, const char *name) {
   snprintf(chunkname, sizeof(chunkname), "=[herald %s]", name);
   if (luaL_loadbufferx(L, m->source, m->len, chunkname, "t") != LUA_OK)
     lua_error(L);
-  lua_call(L, 0, 1);
+  /* Embedded modules get their own require as argument: `local require =
+   * ...`. */
+  lua_pushcfunction(L, l_require);
+  lua_call(L, 1, 1);
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, name);
   lua_remove(L, -2);

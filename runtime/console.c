@@ -1,0 +1,202 @@
+#include "console.h"
+
+#include <editline/readline.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define HISTORY_LINES 1000
+
+static struct {
+  console_backend_t be;
+  char prompt[64], more_prompt[64];
+  char history[4096];
+  int open;
+  int busy;      /* a line is running: no prompt shown */
+  int installed; /* libedit's handler is installed */
+} con;
+
+static void on_line(char *line);
+
+static void install(const char *prompt) {
+  rl_callback_handler_install(prompt, on_line);
+  con.installed = 1;
+  con.be.want_input(con.be.ctx, 1);
+}
+
+static void uninstall(void) {
+  if (con.installed) {
+    rl_callback_handler_remove();
+    con.installed = 0;
+  }
+}
+
+static void on_line(char *line) {
+  /* Called from inside libedit: leave it before evaluating. */
+  uninstall();
+  if (line == NULL) { /* Ctrl-D */
+    fputc('\n', stdout);
+    fflush(stdout);
+    con.be.quit(con.be.ctx);
+    return;
+  }
+  if (line[0] != '\0') {
+    add_history(line);
+    if (con.history[0] != '\0')
+      write_history(con.history);
+  }
+  if (strcmp(line, "\\q") == 0) {
+    free(line);
+    con.be.quit(con.be.ctx);
+    return;
+  }
+  con.busy = 1;
+  con.be.want_input(con.be.ctx, 0);
+  con.be.eval(con.be.ctx, line);
+  free(line);
+}
+
+/* Longest common prefix of the matches: what Tab inserts. */
+static char *common_prefix(char **items) {
+  size_t n = strlen(items[0]);
+  for (size_t i = 1; items[i] != NULL; i++) {
+    size_t k = 0;
+    while (k < n && items[i][k] == items[0][k])
+      k++;
+    n = k;
+  }
+  return strndup(items[0], n);
+}
+
+static char **complete(const char *text, int start, int end) {
+  char **items, **out;
+  size_t n = 0;
+  (void)start;
+  (void)end;
+  rl_attempted_completion_over = 1; /* never file names */
+  if (con.be.complete == NULL ||
+      (items = con.be.complete(con.be.ctx, text)) == NULL)
+    return NULL;
+  while (items[n] != NULL)
+    n++;
+  if (n == 0) {
+    free(items);
+    return NULL;
+  }
+  /* readline's form: the text to insert, then the matches. */
+  out = calloc(n + 2, sizeof(*out));
+  if (out == NULL) {
+    for (size_t i = 0; i < n; i++)
+      free(items[i]);
+    free(items);
+    return NULL;
+  }
+  out[0] = common_prefix(items);
+  memcpy(out + 1, items, n * sizeof(*items));
+  free(items);
+  if (n == 1) { /* a single match replaces the text by itself */
+    free(out[1]);
+    out[1] = NULL;
+  }
+  return out;
+}
+
+static char *no_entries(const char *text, int state) {
+  (void)text;
+  (void)state;
+  return NULL;
+}
+
+int console_open(const console_backend_t *be, const char *name) {
+  const char *home = getenv("HOME");
+  con.be = *be;
+  snprintf(con.prompt, sizeof(con.prompt), "%s> ", name);
+  snprintf(con.more_prompt, sizeof(con.more_prompt), "%*s>> ",
+           (int)strlen(name) - 1, "");
+  if (home != NULL && home[0] != '\0')
+    snprintf(con.history, sizeof(con.history), "%s/.herald_history", home);
+  rl_readline_name = "herald";
+  rl_catch_signals = 0;
+  rl_initialize();
+  using_history();
+  stifle_history(HISTORY_LINES);
+  if (con.history[0] != '\0')
+    read_history(con.history);
+  rl_attempted_completion_function = complete;
+  rl_completion_entry_function = no_entries;
+  rl_completer_word_break_characters = " \t\n\"'`@$><=;|&{([+-*/%^~#,";
+  rl_completion_append_character = '\0';
+  con.open = 1;
+  con.busy = 0;
+  printf("Lua console of herald. \\help lists the functions, \\q or "
+         "Ctrl-D leaves.\n");
+  fflush(stdout);
+  install(con.prompt);
+  return 0;
+}
+
+void console_input_ready(void) {
+  if (con.installed)
+    rl_callback_read_char();
+}
+
+void console_output(const char *text, size_t len) {
+  char *saved = NULL;
+  int point = 0;
+
+  if (!con.open) {
+    fwrite(text, 1, len, stdout);
+    fputc('\n', stdout);
+    return;
+  }
+  if (con.installed) {
+    /* Lift the line being typed, write above it, then put it back. */
+    saved = strndup(rl_line_buffer != NULL ? rl_line_buffer : "",
+                    (size_t)rl_end);
+    point = rl_point;
+    rl_replace_line("", 0);
+    rl_redisplay();
+    fputs("\r\033[K", stdout);
+  }
+  fwrite(text, 1, len, stdout);
+  fputc('\n', stdout);
+  fflush(stdout);
+  if (con.installed) {
+    rl_replace_line(saved, 0);
+    rl_point = point;
+    rl_forced_update_display();
+    free(saved);
+  }
+}
+
+void console_done(int more) {
+  con.busy = 0;
+  if (con.open)
+    install(more ? con.more_prompt : con.prompt);
+}
+
+void console_interrupt(void) {
+  if (!con.open)
+    return;
+  if (con.busy) {
+    con.be.interrupt(con.be.ctx);
+    return;
+  }
+  /* At the prompt: abandon what was typed, start a fresh line. */
+  rl_replace_line("", 0);
+  uninstall();
+  fputs("^C\n", stdout);
+  fflush(stdout);
+  con.be.interrupt(con.be.ctx);
+  install(con.prompt);
+}
+
+void console_close(void) {
+  if (!con.open)
+    return;
+  uninstall();
+  con.open = 0;
+  if (con.history[0] != '\0')
+    write_history(con.history);
+}

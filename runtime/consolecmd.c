@@ -1,0 +1,267 @@
+#include "consolecmd.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <lauxlib.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "console.h"
+#include "jsonline.h"
+
+static const char usage[] =
+    "usage: herald console [--socket PATH]\n"
+    "\n"
+    "Attaches a Lua console to the running server through its admin socket\n"
+    "(default $HERALD_SOCKET, else $XDG_RUNTIME_DIR/herald.sock, else\n"
+    "/tmp/herald-$UID/herald.sock); only the server's own user or root may.\n"
+    "An expression prints its value; \\help lists the functions; Ctrl-C\n"
+    "interrupts a running line; Ctrl-D or \\q leaves. From a pipe, each line\n"
+    "read is evaluated and its output printed.\n";
+
+static struct {
+  jsonline_t *j;
+  int want_input;
+  int quit;
+  int status;
+  int sigpipe[2]; /* SIGINT, turned into input for poll */
+} cc;
+
+/* Sends {"type":type, key:value} (key may be NULL). */
+static void send_frame(const char *type, const char *key, const char *value) {
+  lua_State *L = jsonline_lua(cc.j);
+  lua_createtable(L, 0, 2);
+  lua_pushstring(L, type);
+  lua_setfield(L, -2, "type");
+  if (key != NULL) {
+    lua_pushstring(L, value);
+    lua_setfield(L, -2, key);
+  }
+  if (jsonline_send(cc.j) < 0) {
+    fprintf(stderr, "herald: console: lost the server\n");
+    cc.quit = 1;
+    cc.status = 1;
+  }
+}
+
+/*
+ * Handles one frame (at the top of the stack, popped). print: output;
+ * done: the line ended (1 returned, *more set); exit: the server refused
+ * or ended the console.
+ */
+static int on_frame(void (*print)(const char *, size_t), int *more) {
+  lua_State *L = jsonline_lua(cc.j);
+  const char *type;
+  int done = 0;
+
+  lua_getfield(L, -1, "type");
+  type = lua_tostring(L, -1);
+  if (type != NULL && strcmp(type, "print") == 0) {
+    size_t len;
+    const char *text;
+    lua_getfield(L, -2, "text");
+    text = lua_tolstring(L, -1, &len);
+    if (text != NULL)
+      print(text, len);
+    lua_pop(L, 1);
+  } else if (type != NULL && strcmp(type, "done") == 0) {
+    lua_getfield(L, -2, "more");
+    *more = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    done = 1;
+  } else if (type != NULL && strcmp(type, "exit") == 0) {
+    lua_getfield(L, -2, "error");
+    fprintf(stderr, "herald: console: %s\n",
+            lua_isstring(L, -1) ? lua_tostring(L, -1) : "ended by the server");
+    lua_pop(L, 1);
+    cc.quit = 1;
+    cc.status = 1;
+  }
+  lua_pop(L, 2);
+  return done;
+}
+
+/* Reads one frame; 0 at the end of the stream (the console is over). */
+static int recv_frame(void) {
+  int r = jsonline_recv(cc.j);
+  if (r <= 0) {
+    if (!cc.quit)
+      fprintf(stderr, "herald: console: the server closed the connection\n");
+    cc.quit = 1;
+    cc.status = cc.status ? cc.status : 1;
+  }
+  return r > 0;
+}
+
+static void print_plain(const char *text, size_t len) {
+  fwrite(text, 1, len, stdout);
+  fputc('\n', stdout);
+  fflush(stdout);
+}
+
+/* From a pipe: each line in turn, its answers printed plainly. */
+static int run_piped(void) {
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t n;
+  int more = 0;
+
+  while (!cc.quit && (n = getline(&line, &cap, stdin)) >= 0) {
+    int done = 0;
+    if (n > 0 && line[n - 1] == '\n')
+      line[--n] = '\0';
+    if (strcmp(line, "\\q") == 0)
+      break;
+    send_frame("eval", "line", line);
+    while (!cc.quit && !done && recv_frame())
+      done = on_frame(print_plain, &more);
+  }
+  free(line);
+  if (more && !cc.quit) {
+    fprintf(stderr, "herald: console: input ended inside a statement\n");
+    cc.status = 1;
+  }
+  return cc.status;
+}
+
+/* The console front end's back end: frames to the server. */
+static void be_eval(void *ctx, const char *line) {
+  (void)ctx;
+  send_frame("eval", "line", line);
+}
+
+static void be_interrupt(void *ctx) {
+  (void)ctx;
+  send_frame("interrupt", NULL, NULL);
+}
+
+static void be_quit(void *ctx) {
+  (void)ctx;
+  cc.quit = 1;
+}
+
+static void be_want_input(void *ctx, int on) {
+  (void)ctx;
+  cc.want_input = on;
+}
+
+/* Completion is a round trip: libedit asks synchronously. */
+static char **be_complete(void *ctx, const char *text) {
+  lua_State *L = jsonline_lua(cc.j);
+  char **items = NULL;
+  (void)ctx;
+  send_frame("complete", "text", text);
+  while (!cc.quit && recv_frame()) {
+    const char *type;
+    lua_getfield(L, -1, "type");
+    type = lua_tostring(L, -1);
+    if (type != NULL && strcmp(type, "completions") == 0) {
+      lua_Integer n;
+      lua_getfield(L, -2, "items");
+      n = lua_istable(L, -1) ? (lua_Integer)lua_rawlen(L, -1) : 0;
+      items = calloc((size_t)n + 1, sizeof(*items));
+      for (lua_Integer i = 0; items != NULL && i < n; i++) {
+        lua_rawgeti(L, -1, i + 1);
+        items[i] = strdup(lua_isstring(L, -1) ? lua_tostring(L, -1) : "");
+        lua_pop(L, 1);
+      }
+      lua_pop(L, 3);
+      break;
+    }
+    lua_pop(L, 1);
+    on_frame(console_output, &(int){0});
+  }
+  return items;
+}
+
+static void on_sigint(int sig) {
+  ssize_t r;
+  (void)sig;
+  r = write(cc.sigpipe[1], "i", 1);
+  (void)r;
+}
+
+static int run_terminal(void) {
+  console_backend_t be = {be_eval, be_interrupt, be_complete, be_quit,
+                          be_want_input, NULL};
+  struct sigaction sa;
+
+  if (pipe2(cc.sigpipe, O_CLOEXEC | O_NONBLOCK) != 0)
+    return 1;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_sigint;
+  sigaction(SIGINT, &sa, NULL);
+  console_open(&be, "herald");
+  while (!cc.quit) {
+    struct pollfd fds[3] = {{jsonline_fd(cc.j), POLLIN, 0},
+                            {cc.sigpipe[0], POLLIN, 0},
+                            {cc.want_input ? STDIN_FILENO : -1, POLLIN, 0}};
+    if (!jsonline_buffered(cc.j) && poll(fds, 3, -1) < 0) {
+      if (errno == EINTR)
+        continue;
+      break;
+    }
+    if (fds[1].revents & POLLIN) {
+      char drain[16];
+      while (read(cc.sigpipe[0], drain, sizeof(drain)) > 0)
+        ;
+      console_interrupt();
+    }
+    if (jsonline_buffered(cc.j) || (fds[0].revents & (POLLIN | POLLHUP))) {
+      int more = 0;
+      if (recv_frame() && on_frame(console_output, &more))
+        console_done(more);
+    }
+    if (!cc.quit && (fds[2].revents & (POLLIN | POLLHUP)))
+      console_input_ready();
+  }
+  console_close();
+  return cc.status;
+}
+
+int consolecmd_main(int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"socket", required_argument, NULL, 's'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0}};
+  const char *socket_path = getenv("HERALD_SOCKET");
+  char default_path[512];
+  int ch, status;
+
+  opterr = 0;
+  optind = 1;
+  while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    switch (ch) {
+    case 's': socket_path = optarg; break;
+    case 'h': fputs(usage, stdout); return 0;
+    default:
+      fprintf(stderr, "herald: console: unknown or incomplete option '%s'\n"
+                      "Try 'herald console --help'.\n", argv[optind - 1]);
+      return 2;
+    }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "herald: console: unexpected argument '%s'\n"
+                    "Try 'herald console --help'.\n", argv[optind]);
+    return 2;
+  }
+  if (socket_path == NULL || socket_path[0] == '\0') {
+    config_default_admin_socket(default_path, sizeof(default_path));
+    socket_path = default_path;
+  }
+  cc.j = jsonline_connect_unix(socket_path);
+  if (cc.j == NULL) {
+    fprintf(stderr, "herald: console: cannot reach the server at %s: %s\n",
+            socket_path, strerror(errno));
+    return 2;
+  }
+  status = isatty(STDIN_FILENO) ? run_terminal() : run_piped();
+  jsonline_close(cc.j);
+  return status;
+}
