@@ -102,7 +102,7 @@ static void on_run_done(process_t *p, int status, lua_State *co, int nres,
     log_info("script %s failed: %s", p->name, err);
     send_exit(ac, 1, err);
     if (status == LUA_ERRMEM)
-      lua_gc(ac->admin->L, LUA_GCCOLLECT);
+      vm_reclaim(ac->admin->L);
   }
   conn_end(ac->conn);
 }

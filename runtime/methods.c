@@ -79,12 +79,16 @@ static void on_method_done(process_t *p, int status, lua_State *co, int nres,
     } else {
       reply(srv, p->session_id, b);
     }
+  } else if (status == LUA_ERRMEM) {
+    snprintf(why, sizeof(why), "method %s: out of memory (lua_memory_limit "
+             "is %ld bytes)", p->name, server_config(srv)->lua_memory_limit);
+    log_warn("session %s: %s", p->session_id, why);
+    reply_error(srv, p->session_id, call->id, why);
+    vm_reclaim(L);
   } else {
     log_warn("session %s: method %s failed: %s", p->session_id, p->name, err);
     first_line(err, why, sizeof(why));
     reply_error(srv, p->session_id, call->id, why);
-    if (status == LUA_ERRMEM)
-      lua_gc(L, LUA_GCCOLLECT);
   }
   free(call);
 }
@@ -148,6 +152,7 @@ void methods_call(server_t *srv, session_t *s, lua_State *L) {
   const char *name;
   char why[1024];
   lua_Integer nargs = 0;
+  int args;
   pending_call_t *call;
   process_opts_t opts;
 
@@ -183,8 +188,9 @@ void methods_call(server_t *srv, session_t *s, lua_State *L) {
     return;
   }
   /* Stack: method, args, runner, name, stamp, chunk-or-nil. */
+  args = lua_gettop(L) - 4;
   for (lua_Integer i = 1; i <= nargs; i++) {
-    lua_geti(L, -5, i);
+    lua_geti(L, args, i);
     /* JSON null arrives as cjson.null; a method sees nil. */
     if (lua_islightuserdata(L, -1)) {
       lua_pop(L, 1);

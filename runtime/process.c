@@ -7,6 +7,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "vm.h"
 
 /* How often the hook looks at the clock, and how long a process may run
  * before it lets the loop serve the network. */
@@ -156,8 +157,11 @@ static void hook(lua_State *L, lua_Debug *ar) {
              (double)p->timeout_ns / 1e9);
   }
   if (p->killed) {
-    if (L == p->co && lua_isyieldable(L))
+    /* In a hook, lua_yield returns and Lua yields once the hook ends. */
+    if (L == p->co && lua_isyieldable(L)) {
       lua_yield(L, 0);
+      return;
+    }
     luaL_error(L, "%s", p->kill_reason);
   }
   if (L == p->co && now - p->slice_start_ns > SLICE_NS && lua_isyieldable(L))
@@ -166,7 +170,8 @@ static void hook(lua_State *L, lua_Debug *ar) {
 
 /* Runs p until it ends, yields its slice or delays. */
 static void step(process_t *p) {
-  int status, nres = 0, nargs = p->nargs;
+  int status, nres = 0, nargs = p->nargs, enforcing;
+  process_t *outer = sched.running; /* a process may start another */
   int64_t end;
 
   if (p->killed) {
@@ -177,8 +182,10 @@ static void step(process_t *p) {
   p->state = PROCESS_EXECUTING;
   p->slice_start_ns = clock_mono_ns();
   sched.running = p;
+  enforcing = vm_enforce_limit(sched.L, 1);
   status = lua_resume(p->co, sched.L, nargs, &nres);
-  sched.running = NULL;
+  vm_enforce_limit(sched.L, enforcing);
+  sched.running = outer;
   end = clock_mono_ns();
   p->cpu_ns += end - p->slice_start_ns;
   if (p->killed) {

@@ -90,7 +90,7 @@ static void on_line_done(process_t *p, int status, lua_State *co, int nres,
   } else {
     say(r, err, strlen(err));
     if (status == LUA_ERRMEM)
-      lua_gc(L, LUA_GCCOLLECT);
+      vm_reclaim(L);
   }
   r->io.done(r->io.data, 0);
 }

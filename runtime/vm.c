@@ -3,6 +3,7 @@
 #include <lauxlib.h>
 #include <lua-cjson.h>
 #include <lualib.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 struct vm {
   lua_State *L;
   size_t used, limit;
+  int enforcing;
   int limit_hit;
 };
 
@@ -25,7 +27,7 @@ static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     vm->used -= old;
     return NULL;
   }
-  if (vm->limit != 0 && nsize > old && vm->used - old + nsize > vm->limit) {
+  if (vm->enforcing && nsize > old && vm->used - old + nsize > vm->limit) {
     vm->limit_hit = 1;
     return NULL;
   }
@@ -71,6 +73,22 @@ void vm_free(vm_t *vm) {
 lua_State *vm_state(const vm_t *vm) { return vm->L; }
 
 size_t vm_memory_used(const vm_t *vm) { return vm->used; }
+
+int vm_enforce_limit(lua_State *L, int on) {
+  void *ud;
+  vm_t *vm;
+  int was;
+  lua_getallocf(L, &ud);
+  vm = ud;
+  was = vm->enforcing;
+  vm->enforcing = on && vm->limit != 0;
+  return was;
+}
+
+void vm_reclaim(lua_State *L) {
+  lua_gc(L, LUA_GCCOLLECT);
+  malloc_trim(0);
+}
 
 int vm_take_limit_hit(vm_t *vm) {
   int hit = vm->limit_hit;

@@ -28,6 +28,16 @@ vm_t *vm_new(size_t limit, char *err, size_t errlen);
 void vm_free(vm_t *vm);
 lua_State *vm_state(const vm_t *vm);
 size_t vm_memory_used(const vm_t *vm);
+/*
+ * The memory limit binds Lua code run by processes only: the server's own
+ * work (decoding a frame, building a snapshot) must not fail because a
+ * script has filled memory up to the limit. The scheduler turns it on
+ * around each slice a process runs.
+ */
+int vm_enforce_limit(lua_State *L, int on); /* returns the previous state */
+/* After a script ran out of memory: collects the garbage and hands freed
+ * pages back to the system. */
+void vm_reclaim(lua_State *L);
 /* 1 after an allocation was refused for the limit (and clears the flag). */
 int vm_take_limit_hit(vm_t *vm);
 
