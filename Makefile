@@ -69,6 +69,9 @@ run: $(BUILD)/herald
 test: $(BUILD)/herald $(UNIT_TESTS) | $(TEST_DEPS_OK)
 	python3 tests/run.py $(TESTS)
 
+demo: $(BUILD)/herald
+	sh tools/demo.sh $(BUILD)/herald
+
 clean:
 	rm -rf $(BUILD)
 
