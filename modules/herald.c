@@ -46,7 +46,7 @@ static void push_session_object(lua_State *L, server_t *srv,
 
 void herald_push_session(lua_State *L, server_t *srv, const char *id) {
   session_t *s = srv != NULL ? session_find(server_sessions(srv), id) : NULL;
-  if (s == NULL)
+  if (s == NULL || s->closing) /* ending: gone as far as Lua knows */
     lua_pushnil(L);
   else
     push_session_object(L, srv, s);
@@ -126,7 +126,9 @@ static int l_get_process_activity(lua_State *L) {
   if (lua_type(L, 1) == LUA_TSTRING) {
     id = lua_tostring(L, 1);
     options = check_options(L, 2);
-    if (srv != NULL && session_find(server_sessions(srv), id) == NULL) {
+    session_t *s = srv != NULL ? session_find(server_sessions(srv), id)
+                               : NULL;
+    if (srv != NULL && (s == NULL || s->closing)) {
       lua_pushnil(L);
       return 1;
     }
@@ -143,10 +145,13 @@ static int l_get_process_activity(lua_State *L) {
     } else {
       session_t *const *all = session_all(t);
       size_t n = session_count(t);
+      lua_Integer k = 0;
       lua_createtable(L, (int)n, 0);
       for (size_t i = 0; i < n; i++) {
+        if (all[i]->closing)
+          continue;
         push_session_object(L, srv, all[i]);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
+        lua_rawseti(L, -2, ++k);
       }
     }
     make_collection(L);
@@ -163,13 +168,15 @@ static int l_get_process_activity(lua_State *L) {
 static int l_send_message(lua_State *L) {
   server_t *srv = server_up(L);
   size_t len;
-  const char *text = luaL_checklstring(L, 1, &len);
-  const char *id = luaL_optstring(L, 2, NULL);
+  const char *text, *id;
   int64_t msg_id = 0;
   long count;
 
+  /* Before luaL_checklstring, which would turn a number into a string. */
   if (lua_type(L, 1) != LUA_TSTRING)
-    luaL_typeerror(L, 1, "string");
+    return luaL_typeerror(L, 1, "string");
+  text = lua_tolstring(L, 1, &len);
+  id = luaL_optstring(L, 2, NULL);
   if (srv == NULL) {
     lua_pushinteger(L, 0);
     return 1;

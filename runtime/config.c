@@ -2,6 +2,7 @@
 
 #include <lauxlib.h>
 #include <lua-cjson.h>
+#include <errno.h>
 #include <lualib.h>
 #include <math.h>
 #include <stdio.h>
@@ -121,6 +122,31 @@ static int set_string(lua_State *L, char **field, const char *name,
   return 0;
 }
 
+/* Pushes t[name] of the table at idx without metamethods: the file is the
+ * user's, and a __index or __len of theirs must not run outside a pcall. */
+static int rawfield(lua_State *L, int idx, const char *name) {
+  idx = lua_absindex(L, idx);
+  lua_pushstring(L, name);
+  return lua_rawget(L, idx);
+}
+
+/* 1 when the table at idx is a sequence 1..n and nothing else. */
+static int is_array(lua_State *L, int idx) {
+  lua_Integer n = (lua_Integer)lua_rawlen(L, idx), count = 0;
+  idx = lua_absindex(L, idx);
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    lua_pop(L, 1);
+    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 ||
+        lua_tointeger(L, -1) > n) {
+      lua_pop(L, 1);
+      return 0;
+    }
+    count++;
+  }
+  return count == n;
+}
+
 /* Encodes the value at the top of the stack as JSON with cjson. */
 static char *encode_json(lua_State *L) {
   char *out = NULL;
@@ -158,16 +184,16 @@ static int read_job(lua_State *L, config_job_t *job, int n, char *err,
     }
     lua_pop(L, 1);
   }
-  lua_getfield(L, -1, "script");
+  rawfield(L, -1, "script");
   if (lua_type(L, -1) != LUA_TSTRING) {
     snprintf(err, errlen, "schedule entry %d: 'script' must be a string", n);
     return -1;
   }
   job->script = strdup(lua_tostring(L, -1));
-  lua_getfield(L, -2, "name");
+  rawfield(L, -2, "name");
   job->name = strdup(lua_isstring(L, -1) ? lua_tostring(L, -1) : job->script);
-  lua_getfield(L, -3, "cron");
-  lua_getfield(L, -4, "every");
+  rawfield(L, -3, "cron");
+  rawfield(L, -4, "every");
   if (lua_isnil(L, -2) == lua_isnil(L, -1)) {
     snprintf(err, errlen,
              "schedule entry %d (%s): give exactly one of 'cron' or 'every'",
@@ -190,7 +216,7 @@ static int read_job(lua_State *L, config_job_t *job, int n, char *err,
   } else {
     job->every = lua_tonumber(L, -1);
   }
-  lua_getfield(L, -5, "timeout");
+  rawfield(L, -5, "timeout");
   if (!lua_isnil(L, -1)) {
     if (lua_type(L, -1) != LUA_TNUMBER || lua_tonumber(L, -1) <= 0) {
       snprintf(err, errlen,
@@ -200,9 +226,12 @@ static int read_job(lua_State *L, config_job_t *job, int n, char *err,
     }
     job->timeout = lua_tonumber(L, -1);
   }
-  lua_getfield(L, -6, "args");
-  if (!lua_isnil(L, -1)) {
-    if (!lua_istable(L, -1) || (job->args_json = encode_json(L)) == NULL) {
+  rawfield(L, -6, "args");
+  if (lua_istable(L, -1) && lua_rawlen(L, -1) == 0 && is_array(L, -1)) {
+    job->args_json = strdup("[]"); /* cjson would write {} */
+  } else if (!lua_isnil(L, -1)) {
+    if (!lua_istable(L, -1) || !is_array(L, -1) ||
+        (job->args_json = encode_json(L)) == NULL) {
       snprintf(err, errlen,
                "schedule entry %d (%s): 'args' must be an array of plain "
                "values",
@@ -217,20 +246,23 @@ static int read_job(lua_State *L, config_job_t *job, int n, char *err,
 static int read_schedule(lua_State *L, config_t *c, char *err,
                          size_t errlen) {
   lua_Integer n;
-  if (!lua_istable(L, -1)) {
-    snprintf(err, errlen, "key 'schedule': table expected, got %s",
-             luaL_typename(L, -1));
+  if (!lua_istable(L, -1) || lua_getmetatable(L, -1)) {
+    snprintf(err, errlen, "key 'schedule': a plain table expected, got %s",
+             lua_istable(L, -1) ? "a table with a metatable"
+                                : luaL_typename(L, -1));
     return -1;
   }
-  n = luaL_len(L, -1);
+  n = (lua_Integer)lua_rawlen(L, -1);
   free_jobs(c);
   c->jobs = calloc((size_t)n + 1, sizeof(*c->jobs));
   for (lua_Integer i = 1; i <= n; i++) {
     int r;
-    lua_geti(L, -1, i);
-    if (!lua_istable(L, -1)) {
-      snprintf(err, errlen, "schedule entry %d: table expected, got %s",
-               (int)i, luaL_typename(L, -1));
+    lua_rawgeti(L, -1, i);
+    if (!lua_istable(L, -1) || lua_getmetatable(L, -1)) {
+      snprintf(err, errlen, "schedule entry %d: a plain table expected, "
+               "got %s", (int)i,
+               lua_istable(L, -1) ? "a table with a metatable"
+                                  : luaL_typename(L, -1));
       return -1;
     }
     c->njobs++;
@@ -298,7 +330,8 @@ int config_load_string(config_t *c, const char *chunk, const char *name,
   snprintf(chunkname, sizeof(chunkname), "@%s", name);
   if (luaL_loadbufferx(L, chunk, strlen(chunk), chunkname, "t") != LUA_OK) {
     snprintf(why, sizeof(why), "%s", lua_tostring(L, -1));
-    located = 1;
+    /* Syntax errors carry "name:LINE:"; a refused binary chunk does not. */
+    located = strncmp(why, name, strlen(name)) == 0;
     goto done;
   }
   /* The chunk's globals land in an environment of their own, which can
@@ -312,8 +345,14 @@ int config_load_string(config_t *c, const char *chunk, const char *name,
   lua_setupvalue(L, -3, 1);
   lua_insert(L, 1);
   if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
-    snprintf(why, sizeof(why), "%s", lua_tostring(L, -1));
-    located = 1;
+    const char *msg = lua_tostring(L, -1);
+    if (msg != NULL) {
+      snprintf(why, sizeof(why), "%s", msg);
+      located = strncmp(why, name, strlen(name)) == 0;
+    } else {
+      snprintf(why, sizeof(why), "error (a %s value) while running",
+               luaL_typename(L, -1));
+    }
     goto done;
   }
   lua_pushnil(L);
@@ -335,27 +374,45 @@ done:
 int config_load_file(config_t *c, const char *path, char *err,
                      size_t errlen) {
   FILE *f = fopen(path, "rb");
-  char *chunk;
-  long size;
+  char *chunk = NULL;
+  size_t len = 0, cap = 0;
   int r;
 
   if (f == NULL) {
-    snprintf(err, errlen, "%s: cannot open: %m", path);
+    snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
     return -1;
   }
-  fseek(f, 0, SEEK_END);
-  size = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  chunk = malloc((size_t)size + 1);
-  if (chunk == NULL || fread(chunk, 1, (size_t)size, f) != (size_t)size) {
-    snprintf(err, errlen, "%s: cannot read", path);
-    free(chunk);
-    fclose(f);
-    return -1;
+  /* Read to the end rather than trust the size: --config may be a pipe. */
+  for (;;) {
+    size_t n;
+    if (cap - len < 4096) {
+      char *p = realloc(chunk, cap = cap ? cap * 2 : 8192);
+      if (p == NULL) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        r = -1;
+        goto done;
+      }
+      chunk = p;
+    }
+    n = fread(chunk + len, 1, cap - len - 1, f);
+    len += n;
+    if (n == 0)
+      break;
   }
-  chunk[size] = '\0';
-  fclose(f);
+  if (ferror(f)) {
+    snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+    r = -1;
+    goto done;
+  }
+  chunk[len] = '\0';
+  if (memchr(chunk, '\0', len) != NULL && chunk[0] != '\x1b') {
+    snprintf(err, errlen, "%s: not a text file", path);
+    r = -1;
+    goto done;
+  }
   r = config_load_string(c, chunk, path, err, errlen);
+done:
   free(chunk);
+  fclose(f);
   return r;
 }

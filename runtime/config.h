@@ -41,7 +41,8 @@ typedef struct config {
 void config_defaults(config_t *c);
 /*
  * Runs the configuration file at path (a Lua chunk that sets globals, in an
- * environment of its own with only string, math and table) and stores
+ * environment of its own that reads through to Lua's base library, string,
+ * math and table) and stores
  * what it sets into c. Returns 0, or -1 with "FILE: key 'x': why" in err.
  */
 int config_load_file(config_t *c, const char *path, char *err, size_t errlen);

@@ -273,11 +273,14 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
 static void on_end_timer(uv_timer_t *t) { conn_close(t->data); }
 
 void conn_end(conn_t *c) {
+  int r;
   if (c->closing || c->ending)
     return;
   c->ending = 1;
   drop_partial(c);
-  if (uv_read_start(&c->h.stream, on_alloc, on_read) < 0 ||
+  /* Keep reading (to see the peer's EOF); it may be reading already. */
+  r = uv_read_start(&c->h.stream, on_alloc, on_read);
+  if ((r < 0 && r != UV_EALREADY) ||
       uv_shutdown(&c->shutdown_req, &c->h.stream, on_shutdown) < 0) {
     conn_close(c);
     return;

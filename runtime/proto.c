@@ -2,6 +2,7 @@
 
 #include <lauxlib.h>
 #include <lua-cjson.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -99,6 +100,11 @@ int proto_decode(lua_State *L, const char *line, size_t len, char *err,
 
   if (!proto_valid_utf8(line, len)) {
     snprintf(err, errlen, "frame is not valid UTF-8");
+    return -1;
+  }
+  /* cjson would stop at a NUL and take what came before for the frame. */
+  if (memchr(line, '\0', len) != NULL) {
+    snprintf(err, errlen, "frame is not valid JSON: it contains a NUL byte");
     return -1;
   }
   /* cjson accepts any JSON value; an object is the one that starts with
@@ -230,11 +236,10 @@ int proto_get_integer(lua_State *L, const char *name, lua_Integer *out) {
   lua_getfield(L, -1, name);
   ok = lua_isinteger(L, -1);
   if (!ok && lua_type(L, -1) == LUA_TNUMBER) {
-    /* cjson decodes 12 as an integer but 12.0 as a float: take whole
-     * floats too. */
+    /* lua-cjson 2.1 decodes every number as a float: take whole floats
+     * that fit (lua_numbertointeger checks the range before casting). */
     lua_Number n = lua_tonumber(L, -1);
-    ok = n == (lua_Number)(lua_Integer)n;
-    *out = (lua_Integer)n;
+    ok = n == floor(n) && lua_numbertointeger(n, out);
   } else if (ok) {
     *out = lua_tointeger(L, -1);
   }
@@ -255,10 +260,35 @@ int proto_encode_value(lua_State *L, int idx, char *err, size_t errlen) {
 }
 
 /* Pushes s as a JSON string literal (quotes and escapes included). */
+/* Pushes s, with each byte that is not part of valid UTF-8 replaced by
+ * '?': cjson does not check what it encodes, and a frame must be UTF-8. */
+static void push_utf8(lua_State *L, const char *s, size_t len) {
+  luaL_Buffer b;
+  size_t i = 0;
+  if (proto_valid_utf8(s, len)) {
+    lua_pushlstring(L, s, len);
+    return;
+  }
+  luaL_buffinit(L, &b);
+  while (i < len) {
+    size_t n = 1;
+    while (n <= 4 && i + n <= len && !proto_valid_utf8(s + i, n))
+      n++;
+    if (n <= 4 && i + n <= len) {
+      luaL_addlstring(&b, s + i, n);
+      i += n;
+    } else {
+      luaL_addchar(&b, '?');
+      i++;
+    }
+  }
+  luaL_pushresult(&b);
+}
+
 static const char *quote(lua_State *L, const char *s, size_t len,
                          size_t *outlen) {
   char err[128];
-  lua_pushlstring(L, s, len);
+  push_utf8(L, s, len);
   if (proto_encode_value(L, -1, err, sizeof(err)) < 0) {
     lua_pop(L, 1);
     return NULL;
@@ -354,6 +384,11 @@ outbuf_t *proto_result_value(lua_State *L, lua_Integer id, int idx,
   if (proto_encode_value(L, idx, err, errlen) < 0)
     return NULL;
   v = lua_tolstring(L, -1, &vlen);
+  if (!proto_valid_utf8(v, vlen)) {
+    snprintf(err, errlen, "it holds a string that is not valid UTF-8");
+    lua_pop(L, 1);
+    return NULL;
+  }
   hlen = (size_t)snprintf(head, sizeof(head),
                           "{\"type\":\"result\",\"id\":%lld,\"ok\":true,"
                           "\"value\":",

@@ -157,7 +157,7 @@ static int run_local(int argc, char **argv) {
   vm_t *vm = vm_new(0, err, sizeof(err));
   lua_State *L;
   process_opts_t opts;
-  int status = 1;
+  int status = 1, r;
 
   if (vm == NULL) {
     fprintf(stderr, "herald: run: %s\n", err);
@@ -168,13 +168,11 @@ static int run_local(int argc, char **argv) {
   herald_open(L, NULL);
   process_init(loop, L);
   snprintf(chunkname, sizeof(chunkname), "@%s", argv[0]);
-  if (vm_load_file(L, argv[0], chunkname) != LUA_OK) {
+  r = vm_load_file(L, argv[0], chunkname);
+  if (r != LUA_OK) {
     fprintf(stderr, "herald: run: %s\n", lua_tostring(L, -1));
     vm_free(vm);
-    return lua_tostring(L, -1) != NULL &&
-                   strncmp(lua_tostring(L, -1), "cannot open", 11) == 0
-               ? 2
-               : 1;
+    return r == LUA_ERRFILE ? 2 : 1;
   }
   lua_createtable(L, argc - 1, 1);
   for (int i = 0; i < argc; i++) {

@@ -39,6 +39,7 @@ struct server {
   outbuf_t *history[MESSAGE_HISTORY];
   int port;
   int reject;
+  int fanout; /* inside a send's walk over the sessions */
   int shutting_down;
   void (*on_shutdown)(void *data);
   void *on_shutdown_data;
@@ -89,25 +90,37 @@ static void send_frame(session_t *s, outbuf_t *b) {
 }
 
 /*
- * Ends session s: a drop frame with reason, then the connection closes and
- * its close callback removes the session. Never frees here, so it is safe
- * during a fan-out. A postponed session is removed at the next tick.
+ * The session is over (bye, drop, a protocol error): it leaves the table at
+ * once, so it no longer counts or receives, while its connection, if any,
+ * sends what it has queued and closes on its own. During a send's walk over
+ * the sessions the array must hold still: the session is only marked, and
+ * the walk removes it when it is done.
  */
+static void end_session(server_t *srv, session_t *s) {
+  s->closing = 1;
+  if (srv->fanout)
+    return;
+  if (s->conn != NULL) {
+    conn_set_owner(s->conn, NULL);
+    conn_end(s->conn);
+    s->conn = NULL;
+  }
+  log_info("session %s (%s) closed", s->id, s->user_name);
+  session_remove(srv->sessions, s);
+}
+
+/* Ends session s with a drop frame that tells its client why. */
 static void drop_session(server_t *srv, session_t *s, const char *reason,
                          log_level_t level) {
   outbuf_t *b;
   if (s->closing)
     return;
-  s->closing = 1;
   log_msg(level, "session %s (%s) dropped: %s", s->id, s->user_name, reason);
-  if (s->conn == NULL)
-    return;
-  b = proto_drop(srv->L, reason);
-  if (b != NULL) {
+  if (s->conn != NULL && (b = proto_drop(srv->L, reason)) != NULL) {
     send_frame(s, b);
     outbuf_unref(b);
   }
-  conn_end(s->conn);
+  end_session(srv, s);
 }
 
 int server_drop(server_t *srv, const char *id, const char *reason) {
@@ -163,8 +176,13 @@ long server_send_message(server_t *srv, const char *text, size_t len,
     session_t *const *all = session_all(srv->sessions);
     size_t n = session_count(srv->sessions);
     /* Drops during the walk only mark sessions: the array holds still. */
+    srv->fanout = 1;
     for (size_t i = 0; i < n; i++)
       count += deliver(srv, all[i], b);
+    srv->fanout = 0;
+    for (size_t i = n; i-- > 0;)
+      if (all[i]->closing)
+        end_session(srv, all[i]);
   }
   slot = (size_t)(*msg_id % MESSAGE_HISTORY);
   outbuf_unref(srv->history[slot]);
@@ -195,8 +213,8 @@ static void on_session_line(conn_t *c, char *line, size_t len) {
   type = proto_decode(L, line, len, err, sizeof(err));
   if (type < 0) {
     log_warn("session %s (%s): %s; closing", s->id, s->user_name, err);
-    s->closing = 1;
     refuse(srv, c, "bad_json", err);
+    end_session(srv, s);
     return;
   }
   s->last_heard_ms = clock_mono_ms();
@@ -227,9 +245,8 @@ static void on_session_line(conn_t *c, char *line, size_t len) {
   case PROTO_PONG:
     break;
   case PROTO_BYE:
-    s->closing = 1;
     log_info("session %s (%s) logged out", s->id, s->user_name);
-    conn_end(c);
+    end_session(srv, s);
     break;
   case PROTO_HELLO: {
     outbuf_t *b = proto_error(L, "bad_frame", "already greeted: hello "
@@ -262,16 +279,16 @@ static void on_session_too_large(conn_t *c) {
   char msg[96];
   snprintf(msg, sizeof(msg), "frame longer than %ld bytes",
            srv->cfg->max_frame);
-  if (s != NULL) {
-    s->closing = 1;
-    log_warn("session %s (%s): %s; closing", s->id, s->user_name, msg);
-  }
   refuse(srv, c, "too_large", msg);
+  if (s != NULL) {
+    log_warn("session %s (%s): %s; closing", s->id, s->user_name, msg);
+    end_session(srv, s);
+  }
 }
 
 static void on_session_eof(conn_t *c, int status) {
   session_t *s = conn_owner(c);
-  if (s != NULL && !s->closing)
+  if (s != NULL)
     log_info("session %s (%s): connection lost (%s)", s->id, s->user_name,
              status == UV_EOF ? "closed by the client" : uv_strerror(status));
 }
@@ -282,11 +299,10 @@ static void on_session_close(conn_t *c) {
   server_t *srv = server_of(c);
   session_t *s = conn_owner(c);
   if (s == NULL || s->conn != c)
-    return;
+    return; /* its session ended already, or was taken over */
   s->conn = NULL;
-  if (s->closing || srv->shutting_down || srv->cfg->resume_timeout <= 0) {
-    log_info("session %s (%s) closed", s->id, s->user_name);
-    session_remove(srv->sessions, s);
+  if (srv->shutting_down || srv->cfg->resume_timeout <= 0) {
+    end_session(srv, s);
     return;
   }
   s->postponed_ms = clock_mono_ms();
@@ -508,15 +524,14 @@ static void on_tick(uv_timer_t *t) {
   for (size_t i = session_count(srv->sessions); i-- > 0;) {
     session_t *s = all[i];
     if (s->conn == NULL) {
-      if (s->closing || now - s->postponed_ms >= keep) {
-        if (!s->closing)
-          log_info("session %s (%s) expired: not resumed within %g s",
-                   s->id, s->user_name, cfg->resume_timeout);
-        session_remove(srv->sessions, s);
+      if (now - s->postponed_ms >= keep) {
+        log_info("session %s (%s) expired: not resumed within %g s",
+                 s->id, s->user_name, cfg->resume_timeout);
+        end_session(srv, s);
       }
       continue;
     }
-    if (s->closing || conn_is_closing(s->conn))
+    if (conn_is_closing(s->conn))
       continue;
     if (now - s->last_heard_ms >= 3 * hb) {
       log_info("session %s (%s): no answer to ping for %g s; connection "
@@ -626,7 +641,7 @@ void server_shutdown(server_t *srv) {
   all = session_all(srv->sessions);
   for (size_t i = session_count(srv->sessions); i-- > 0;) {
     if (all[i]->conn == NULL)
-      session_remove(srv->sessions, all[i]);
+      end_session(srv, all[i]);
     else
       drop_session(srv, all[i], "server shutting down", LOG_DEBUG);
   }

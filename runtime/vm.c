@@ -1,5 +1,6 @@
 #include "vm.h"
 
+#include <errno.h>
 #include <lauxlib.h>
 #include <lua-cjson.h>
 #include <lualib.h>
@@ -135,7 +136,7 @@ int vm_load_file(lua_State *L, const char *path, const char *chunkname) {
   int status;
 
   if (f == NULL) {
-    lua_pushfstring(L, "cannot open %s", chunkname + 1);
+    lua_pushfstring(L, "cannot open %s: %s", chunkname + 1, strerror(errno));
     return LUA_ERRFILE;
   }
   luaL_buffinit(L, &b);
