@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "clock.h"
 #include "conn.h"
@@ -38,6 +39,7 @@ struct server {
   int64_t last_msg_id;
   outbuf_t *history[MESSAGE_HISTORY];
   int port;
+  int64_t last_accept_warning;
   int reject;
   int fanout; /* inside a send's walk over the sessions */
   int shutting_down;
@@ -469,7 +471,15 @@ static void on_connection(uv_stream_t *listener, int status) {
   conn_t *c;
 
   if (status < 0) {
-    log_warn("accept failed: %s", uv_strerror(status));
+    /* libuv has already accepted and closed the waiting connection (its
+     * EMFILE trick), so the loop does not spin; say so once a second at
+     * most, not once per connection. */
+    int64_t now = clock_mono_ms();
+    if (now - srv->last_accept_warning >= 1000) {
+      srv->last_accept_warning = now;
+      log_warn("accept failed: %s (connections are being refused)",
+               uv_strerror(status));
+    }
     return;
   }
   c = conn_new(srv->loop, CONN_TCP, &greeting_handler,
@@ -584,6 +594,32 @@ void server_on_shutdown(server_t *srv, void (*fn)(void *data), void *data) {
   srv->on_shutdown_data = data;
 }
 
+/* Every session holds a socket: make sure max_sessions of them fit in the
+ * open-file limit, with room for the listener, the admin side and files. */
+static void raise_fd_limit(long max_sessions) {
+  struct rlimit rl;
+  rlim_t need = (rlim_t)max_sessions + 256;
+
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need)
+    return;
+  if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
+    struct rlimit want = {need, need};
+    if (setrlimit(RLIMIT_NOFILE, &want) == 0) {
+      log_info("open-file limit raised to %lu", (unsigned long)need);
+      return;
+    }
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    log_warn("open-file limit is %lu, below the %lu that max_sessions = %ld "
+             "needs; raise it (ulimit -n) or lower max_sessions",
+             (unsigned long)rl.rlim_max, (unsigned long)need, max_sessions);
+    return;
+  }
+  rl.rlim_cur = need;
+  if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+    log_debug("open-file limit raised to %lu", (unsigned long)need);
+}
+
 int server_start(server_t *srv, char *err, size_t errlen) {
   struct sockaddr_storage addr;
   int namelen = sizeof(addr), r;
@@ -596,6 +632,7 @@ int server_start(server_t *srv, char *err, size_t errlen) {
              a->host);
     return -1;
   }
+  raise_fd_limit(srv->cfg->max_sessions);
   uv_tcp_init(srv->loop, &srv->listener);
   srv->listener.data = srv;
   r = uv_tcp_bind(&srv->listener, (struct sockaddr *)&addr, 0);
