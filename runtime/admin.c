@@ -76,17 +76,22 @@ static void send_exit(admin_client_t *ac, int status, const char *error) {
   send_table(ac);
 }
 
-static void on_run_print(process_t *p, const char *text, size_t len,
-                         void *data) {
+/* {"type":"print","text":T}: output of a script or a console line. */
+static void send_print(void *data, const char *text, size_t len) {
   admin_client_t *ac = data;
   lua_State *L = ac->admin->L;
-  (void)p;
   lua_createtable(L, 0, 2);
   lua_pushliteral(L, "print");
   lua_setfield(L, -2, "type");
   lua_pushlstring(L, text, len);
   lua_setfield(L, -2, "text");
   send_table(ac);
+}
+
+static void on_run_print(process_t *p, const char *text, size_t len,
+                         void *data) {
+  (void)p;
+  send_print(data, text, len);
 }
 
 static void on_run_done(process_t *p, int status, lua_State *co, int nres,
@@ -181,17 +186,6 @@ static void run_script(admin_client_t *ac) {
   lua_pop(L, 3);
 }
 
-static void console_print(void *data, const char *text, size_t len) {
-  admin_client_t *ac = data;
-  lua_State *L = ac->admin->L;
-  lua_createtable(L, 0, 2);
-  lua_pushliteral(L, "print");
-  lua_setfield(L, -2, "type");
-  lua_pushlstring(L, text, len);
-  lua_setfield(L, -2, "text");
-  send_table(ac);
-}
-
 static void console_done(void *data, int more) {
   admin_client_t *ac = data;
   lua_State *L = ac->admin->L;
@@ -213,7 +207,7 @@ static void console_frame(admin_client_t *ac, const char *type) {
   const char *text;
 
   if (ac->repl == NULL) {
-    repl_io_t io = {console_print, console_done, ac};
+    repl_io_t io = {send_print, console_done, ac};
     ac->repl = repl_new(L, &io);
     if (ac->repl == NULL) {
       send_exit(ac, 1, "the server cannot open a console now");
@@ -235,7 +229,7 @@ static void console_frame(admin_client_t *ac, const char *type) {
   }
   if (strcmp(type, "eval") == 0) {
     if (repl_busy(ac->repl))
-      console_print(ac, "a line is still running", 23);
+      send_print(ac, "a line is still running", 23);
     else
       repl_eval(ac->repl, text);
   } else {
