@@ -142,32 +142,16 @@ void console_input_ready(void) {
 }
 
 void console_output(const char *text, size_t len) {
-  char *saved = NULL;
-  int point = 0;
-
-  if (!con.open) {
-    fwrite(text, 1, len, stdout);
-    fputc('\n', stdout);
-    return;
-  }
   if (con.installed) {
-    /* Lift the line being typed, write above it, then put it back. */
-    saved = strndup(rl_line_buffer != NULL ? rl_line_buffer : "",
-                    (size_t)rl_end);
-    point = rl_point;
-    rl_replace_line("", 0);
-    rl_redisplay();
+    /* Clear the prompt's row, write above it, and let libedit redraw the
+     * prompt with what was being typed (its buffer is left untouched). */
     fputs("\r\033[K", stdout);
   }
   fwrite(text, 1, len, stdout);
   fputc('\n', stdout);
   fflush(stdout);
-  if (con.installed) {
-    rl_replace_line(saved, 0);
-    rl_point = point;
+  if (con.installed)
     rl_forced_update_display();
-    free(saved);
-  }
 }
 
 void console_done(int more) {

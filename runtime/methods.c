@@ -94,56 +94,124 @@ static void on_method_done(process_t *p, int status, lua_State *co, int nres,
 }
 
 /*
- * Pushes the runner's arguments for method name: its version stamp and,
- * when the cached function is stale, the freshly loaded chunk (else nil).
- * Returns 0, or -1 with the reason in why (nothing pushed).
+ * The functions of the method files, kept with the version of the file
+ * they came from (modification time, size, inode): a call compares its
+ * stat with these and runs the kept function, and only a changed file is
+ * loaded again. Few methods: a linear search is the fastest there is.
+ */
+typedef struct method_cache {
+  char name[MAX_NAME + 1];
+  int64_t mtime_ns, size, ino;
+  int fn_ref;
+} method_cache_t;
+
+static method_cache_t *cache;
+static size_t cache_count, cache_cap;
+
+static method_cache_t *cache_find(const char *name) {
+  for (size_t i = 0; i < cache_count; i++)
+    if (strcmp(cache[i].name, name) == 0)
+      return &cache[i];
+  return NULL;
+}
+
+static void cache_forget(lua_State *L, const char *name) {
+  method_cache_t *e = cache_find(name);
+  if (e == NULL)
+    return;
+  luaL_unref(L, LUA_REGISTRYINDEX, e->fn_ref);
+  *e = cache[--cache_count];
+}
+
+static int64_t mtime_ns(const struct stat *st) {
+  return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+}
+
+/* keep(fn): the loader's callback; its upvalues are the method's name and
+ * the version of the file the function came from. */
+static int l_keep(lua_State *L) {
+  const char *name = lua_tostring(L, lua_upvalueindex(1));
+  method_cache_t *e;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  e = cache_find(name);
+  if (e == NULL) {
+    if (cache_count == cache_cap) {
+      size_t cap = cache_cap ? cache_cap * 2 : 16;
+      method_cache_t *grown = realloc(cache, cap * sizeof(*grown));
+      if (grown == NULL)
+        return 0; /* not kept: the next call loads the file again */
+      cache = grown;
+      cache_cap = cap;
+    }
+    e = &cache[cache_count++];
+    snprintf(e->name, sizeof(e->name), "%s", name);
+  } else {
+    luaL_unref(L, LUA_REGISTRYINDEX, e->fn_ref);
+  }
+  e->mtime_ns = lua_tointeger(L, lua_upvalueindex(2));
+  e->size = lua_tointeger(L, lua_upvalueindex(3));
+  e->ino = lua_tointeger(L, lua_upvalueindex(4));
+  lua_pushvalue(L, 1);
+  e->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+/*
+ * Pushes the function a call of method name runs, and returns how many
+ * values it pushed before the call's own arguments: the kept function (1),
+ * or, when the file is new or changed, the loader with keep, the name and
+ * the freshly loaded file (4). Returns -1 with the reason in why (nothing
+ * pushed).
  */
 static int push_method(server_t *srv, lua_State *L, const char *name,
                        char *why, size_t whylen) {
-  const config_t *cfg = server_config(srv);
-  char path[4096], chunkname[128], stamp[64];
-  int r;
+  const char *scripts = server_config(srv)->scripts;
+  char path[4096], chunkname[128];
+  size_t slen = strlen(scripts), nlen = strlen(name);
+  method_cache_t *e;
   struct stat st;
-  int current;
 
-  snprintf(path, sizeof(path), "%s/methods/%s.lua", cfg->scripts, name);
-  if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (slen + nlen + 14 > sizeof(path)) {
     snprintf(why, whylen, "unknown method '%s'", name);
     return -1;
   }
-  snprintf(stamp, sizeof(stamp), "%lld.%09ld:%lld", (long long)st.st_mtime,
-           st.st_mtim.tv_nsec, (long long)st.st_size);
+  /* scripts + "/methods/" + name + ".lua", without printf's cost. */
+  memcpy(path, scripts, slen);
+  memcpy(path + slen, "/methods/", 9);
+  memcpy(path + slen + 9, name, nlen);
+  memcpy(path + slen + 9 + nlen, ".lua", 5);
+  if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
+    cache_forget(L, name);
+    snprintf(why, whylen, "unknown method '%s'", name);
+    return -1;
+  }
+  e = cache_find(name);
+  if (e != NULL && e->mtime_ns == mtime_ns(&st) &&
+      e->size == (int64_t)st.st_size && e->ino == (int64_t)st.st_ino) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, e->fn_ref);
+    return 1;
+  }
+  /* A broken file is never served from the cache. */
+  cache_forget(L, name);
   vm_require(L, "methods");
-  lua_getfield(L, -1, "current");
-  lua_pushstring(L, name);
-  lua_pushstring(L, stamp);
-  lua_call(L, 2, 1);
-  current = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  lua_getfield(L, -1, "call");
+  lua_getfield(L, -1, "load");
   lua_remove(L, -2);
   lua_pushstring(L, name);
-  lua_pushstring(L, stamp);
-  if (current) {
-    lua_pushnil(L);
-    return 0;
-  }
+  lua_pushinteger(L, mtime_ns(&st));
+  lua_pushinteger(L, (lua_Integer)st.st_size);
+  lua_pushinteger(L, (lua_Integer)st.st_ino);
+  lua_pushcclosure(L, l_keep, 4);
+  lua_pushstring(L, name);
   /* A relative chunk name keeps the server's own paths out of messages. */
   snprintf(chunkname, sizeof(chunkname), "@methods/%s.lua", name);
-  r = vm_load_file(L, path, chunkname);
-  if (r != LUA_OK) {
+  if (vm_load_file(L, path, chunkname) != LUA_OK) {
     snprintf(why, whylen, "method %s: %s", name, lua_tostring(L, -1));
     lua_pop(L, 4);
-    vm_require(L, "methods");
-    lua_getfield(L, -1, "forget");
-    lua_pushstring(L, name);
-    lua_call(L, 1, 0);
-    lua_pop(L, 1);
     return -1;
   }
   vm_push_sandbox_env(L);
   lua_setupvalue(L, -2, 1);
-  return 0;
+  return 4;
 }
 
 void methods_call(server_t *srv, session_t *s, lua_State *L) {
@@ -152,7 +220,7 @@ void methods_call(server_t *srv, session_t *s, lua_State *L) {
   const char *name;
   char why[1024];
   lua_Integer nargs = 0;
-  int args;
+  int args, pushed;
   pending_call_t *call;
   process_opts_t opts;
 
@@ -181,14 +249,15 @@ void methods_call(server_t *srv, session_t *s, lua_State *L) {
     reply_error(srv, s->id, id, why);
     return;
   }
-  if (push_method(srv, L, name, why, sizeof(why)) < 0) {
+  pushed = push_method(srv, L, name, why, sizeof(why));
+  if (pushed < 0) {
     lua_pop(L, 2);
     log_info("session %s: %s", s->id, why);
     reply_error(srv, s->id, id, why);
     return;
   }
-  /* Stack: method, args, runner, name, stamp, chunk-or-nil. */
-  args = lua_gettop(L) - 4;
+  /* Stack: method, args, what push_method pushed. */
+  args = lua_gettop(L) - pushed;
   for (lua_Integer i = 1; i <= nargs; i++) {
     lua_geti(L, args, i);
     /* JSON null arrives as cjson.null; a method sees nil. */
@@ -199,7 +268,7 @@ void methods_call(server_t *srv, session_t *s, lua_State *L) {
   }
   call = malloc(sizeof(*call));
   if (call == NULL) {
-    lua_pop(L, (int)nargs + 6);
+    lua_pop(L, (int)nargs + pushed + 2);
     reply_error(srv, s->id, id, "the server is out of memory");
     return;
   }
@@ -212,7 +281,7 @@ void methods_call(server_t *srv, session_t *s, lua_State *L) {
   opts.timeout = cfg->method_timeout;
   opts.on_done = on_method_done;
   opts.data = call;
-  if (process_spawn(L, 3 + (int)nargs, &opts) < 0) {
+  if (process_spawn(L, pushed - 1 + (int)nargs, &opts) < 0) {
     free(call);
     reply_error(srv, s->id, id, "the server cannot start a process now");
   }

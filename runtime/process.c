@@ -13,6 +13,9 @@
  * before it lets the loop serve the network. */
 #define HOOK_INSTRUCTIONS 1000
 #define SLICE_NS (10 * 1000000LL)
+/* Finished coroutines kept for the next processes: a call to a small
+ * method costs less when its coroutine need not be made and collected. */
+#define SPARE_THREADS 64
 
 static struct {
   uv_loop_t *loop;
@@ -23,6 +26,8 @@ static struct {
   process_t *ready_head, *ready_tail;
   process_t *running;
   int next_number;
+  int spare[SPARE_THREADS]; /* registry refs of reset coroutines */
+  int nspare;
 } sched;
 
 static void step(process_t *p);
@@ -118,7 +123,10 @@ static void finish(process_t *p, int status, int nres, const char *err) {
     uv_close((uv_handle_t *)p->timer, on_timer_closed);
   sched.all[p->index] = sched.all[--sched.count];
   sched.all[p->index]->index = p->index;
-  luaL_unref(sched.L, LUA_REGISTRYINDEX, p->co_ref);
+  if (sched.nspare < SPARE_THREADS && lua_resetthread(p->co) == LUA_OK)
+    sched.spare[sched.nspare++] = p->co_ref;
+  else
+    luaL_unref(sched.L, LUA_REGISTRYINDEX, p->co_ref);
   free(p);
 }
 
@@ -235,8 +243,15 @@ int process_spawn(lua_State *L, int nargs, const process_opts_t *o) {
   p->timeout_ns = (int64_t)(o->timeout * 1e9);
   p->opts = *o;
   p->opts.name = p->opts.session_id = NULL; /* copied above */
-  p->co = lua_newthread(L);
-  p->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (sched.nspare > 0) {
+    p->co_ref = sched.spare[--sched.nspare];
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->co_ref);
+    p->co = lua_tothread(L, -1);
+    lua_pop(L, 1);
+  } else {
+    p->co = lua_newthread(L);
+    p->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
   lua_sethook(p->co, hook, LUA_MASKCOUNT, HOOK_INSTRUCTIONS);
   lua_xmove(L, p->co, nargs + 1);
   p->nargs = nargs;
@@ -303,6 +318,8 @@ void process_shutdown(void) {
   }
   sched.ready_head = sched.ready_tail = NULL;
   uv_close((uv_handle_t *)&sched.idle, NULL);
+  while (sched.nspare > 0)
+    luaL_unref(sched.L, LUA_REGISTRYINDEX, sched.spare[--sched.nspare]);
   free(sched.all);
   sched.all = NULL;
   sched.count = sched.cap = 0;

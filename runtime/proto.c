@@ -374,6 +374,29 @@ outbuf_t *proto_result_error(lua_State *L, lua_Integer id,
   return frame3(L, head, message, "}");
 }
 
+/* Writes {"type":"result","id":ID,"ok":true,"value": into out (at least
+ * 64 bytes) without printf, which costs more than the rest of a small
+ * result. Returns the length. */
+static size_t result_head(char *out, lua_Integer id) {
+  static const char prefix[] = "{\"type\":\"result\",\"id\":";
+  static const char suffix[] = ",\"ok\":true,\"value\":";
+  char digits[24];
+  size_t n = 0, len = sizeof(prefix) - 1;
+  uint64_t v = id < 0 ? 0 - (uint64_t)id : (uint64_t)id;
+
+  memcpy(out, prefix, len);
+  if (id < 0)
+    out[len++] = '-';
+  do {
+    digits[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  while (n > 0)
+    out[len++] = digits[--n];
+  memcpy(out + len, suffix, sizeof(suffix) - 1);
+  return len + sizeof(suffix) - 1;
+}
+
 outbuf_t *proto_result_value(lua_State *L, lua_Integer id, int idx,
                              char *err, size_t errlen) {
   char head[96];
@@ -381,7 +404,10 @@ outbuf_t *proto_result_value(lua_State *L, lua_Integer id, int idx,
   const char *v;
   outbuf_t *b;
 
-  if (proto_encode_value(L, idx, err, errlen) < 0)
+  /* Most methods return nothing: no encoder needed for that. */
+  if (lua_isnoneornil(L, idx))
+    lua_pushliteral(L, "null");
+  else if (proto_encode_value(L, idx, err, errlen) < 0)
     return NULL;
   v = lua_tolstring(L, -1, &vlen);
   if (!proto_valid_utf8(v, vlen)) {
@@ -389,10 +415,7 @@ outbuf_t *proto_result_value(lua_State *L, lua_Integer id, int idx,
     lua_pop(L, 1);
     return NULL;
   }
-  hlen = (size_t)snprintf(head, sizeof(head),
-                          "{\"type\":\"result\",\"id\":%lld,\"ok\":true,"
-                          "\"value\":",
-                          (long long)id);
+  hlen = result_head(head, id);
   b = outbuf_new(hlen + vlen + 2);
   if (b != NULL) {
     memcpy(b->data, head, hlen);

@@ -57,6 +57,9 @@ vm_t *vm_new(size_t limit, char *err, size_t errlen) {
   }
   lua_atpanic(vm->L, panic);
   luaL_openlibs(vm->L);
+  /* Most garbage is short-lived (frames, call arguments, coroutines):
+   * the generational collector handles it cheaply. */
+  lua_gc(vm->L, LUA_GCGEN, 0, 0);
   luaL_requiref(vm->L, "cjson", luaopen_cjson, 1);
   lua_pop(vm->L, 1);
   /* The limit applies from here: the libraries must always load. */
