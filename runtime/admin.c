@@ -310,7 +310,7 @@ static void on_admin_close(conn_t *c) {
 }
 
 static const conn_handler_t admin_handler = {
-    on_admin_line, on_admin_too_large, NULL, on_admin_close};
+    on_admin_line, on_admin_too_large, NULL, NULL, on_admin_close};
 
 /* Only the server's own user, or root, may drive it. */
 static int peer_allowed(conn_t *c, uid_t *uid) {

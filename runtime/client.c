@@ -391,6 +391,8 @@ typedef struct peer {
   char machine[NAME_MAX_BYTES + 1];
   char sysuser[NAME_MAX_BYTES + 1];
   int echo; /* print every frame read on stdout (client --json) */
+  const char *line; /* the last frame's text, valid until the next read */
+  size_t line_len;
   int fd;
   linebuf_t in;
   int64_t last_heard, last_ping;
@@ -518,6 +520,13 @@ static int send_simple(peer_t *p, const char *type, char *err,
   return send_frame(p, err, errlen);
 }
 
+/* Prints the last frame's text on stdout (client --json). */
+static void echo_line(const peer_t *p) {
+  fwrite(p->line, 1, p->line_len, stdout);
+  fputc('\n', stdout);
+  fflush(stdout);
+}
+
 /*
  * Reads the next frame, waiting until the monotonic `deadline`. RD_FRAME:
  * the decoded object is pushed (caller pops it). RD_TIMEOUT, RD_SIGNAL,
@@ -546,10 +555,14 @@ static int read_frame(peer_t *p, int64_t deadline, char *err, size_t errlen) {
         snprintf(err, errlen, "the server sent invalid json: %s", why);
         return RD_ERROR;
       }
+      p->line = line;
+      p->line_len = len;
+      /* A message is echoed by on_message, once: it may come again after
+       * a resume. */
       if (p->echo) {
-        fwrite(line, 1, len, stdout);
-        fputc('\n', stdout);
-        fflush(stdout);
+        const char *type = field_str(p->json.L, -1, "type");
+        if (type == NULL || strcmp(type, "message") != 0)
+          echo_line(p);
       }
       return RD_FRAME;
     }
@@ -952,7 +965,10 @@ static int on_message(client_t *c, char *err, size_t errlen) {
   const char *text = field_str(L, -1, "text");
   fresh = !has_id || !seen_has(c, id);
   if (fresh) {
-    if (!c->json) show_alert(c, text ? text : "", field_str(L, -1, "sentAt"));
+    if (c->json)
+      echo_line(&c->p);
+    else
+      show_alert(c, text ? text : "", field_str(L, -1, "sentAt"));
     if (has_id) seen_add(c, id);
   }
   if (has_id) {

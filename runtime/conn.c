@@ -200,8 +200,8 @@ static void on_write(uv_write_t *req, int status) {
   write_req_t *w = (write_req_t *)req;
   conn_t *c = req->handle->data;
   c->queued_bytes -= w->len;
-  if (status == 0 && w->buf->msg_id != 0)
-    w->buf->delivered++;
+  if (status == 0 && w->buf->msg_id != 0 && c->handler->on_written != NULL)
+    c->handler->on_written(c, w->buf);
   outbuf_unref(w->buf);
   free(w);
   if (status < 0 && status != UV_ECANCELED)
@@ -219,8 +219,8 @@ int conn_send(conn_t *c, outbuf_t *b) {
   if (c->queued_bytes == 0) {
     n = uv_try_write(&c->h.stream, &buf, 1);
     if (n == (int)b->len) {
-      if (b->msg_id != 0)
-        b->delivered++;
+      if (b->msg_id != 0 && c->handler->on_written != NULL)
+        c->handler->on_written(c, b);
       return 1;
     }
     if (n < 0 && n != UV_EAGAIN) {

@@ -27,6 +27,9 @@ typedef struct conn_handler {
   /* The peer closed or the socket failed (status is a libuv error code);
    * the connection closes right after. */
   void (*on_eof)(conn_t *c, int status);
+  /* A message frame (msg_id set) has been written whole to the socket.
+   * May be NULL. */
+  void (*on_written)(conn_t *c, outbuf_t *b);
   /* Last call for this connection, from libuv's close callback: release
    * what the owner keeps for it. The conn is freed after it returns. */
   void (*on_close)(conn_t *c);
@@ -50,7 +53,7 @@ void *conn_owner(const conn_t *c);
  * Writes b, sharing it: nothing is copied, and a reference is taken only if
  * part of it has to wait in the queue. Returns 1 when the kernel took all of
  * it at once, 0 when some is queued, a libuv error code when the connection
- * failed (it is then being closed). Counts b->delivered for message frames.
+ * failed (it is then being closed). on_written follows for message frames.
  */
 int conn_send(conn_t *c, outbuf_t *b);
 /* Copies s into a new outbuf and sends it; same result as conn_send. */

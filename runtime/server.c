@@ -312,8 +312,20 @@ static void on_session_close(conn_t *c) {
            srv->cfg->resume_timeout);
 }
 
+/* Delivered means written to the socket, once per session: the re-send of
+ * a pending message after a resume is not counted again. */
+static void on_session_written(conn_t *c, outbuf_t *b) {
+  session_t *s = conn_owner(c);
+  session_pending_t *e = s != NULL ? session_pend_find(s, b->msg_id) : NULL;
+  if (e != NULL && !e->written) {
+    e->written = 1;
+    b->delivered++;
+  }
+}
+
 static const conn_handler_t session_handler = {
-    on_session_line, on_session_too_large, on_session_eof, on_session_close};
+    on_session_line, on_session_too_large, on_session_eof,
+    on_session_written, on_session_close};
 
 /* --- the handshake ------------------------------------------------------ */
 
@@ -463,7 +475,7 @@ static void on_greeting_close(conn_t *c) {
 }
 
 static const conn_handler_t greeting_handler = {
-    on_greeting_line, on_greeting_too_large, NULL, on_greeting_close};
+    on_greeting_line, on_greeting_too_large, NULL, NULL, on_greeting_close};
 
 static void on_connection(uv_stream_t *listener, int status) {
   server_t *srv = listener->data;
@@ -653,6 +665,8 @@ int server_start(server_t *srv, char *err, size_t errlen) {
     tick_ms = (int64_t)(srv->cfg->handshake_timeout * 250);
   if (srv->cfg->heartbeat * 250 < tick_ms)
     tick_ms = (int64_t)(srv->cfg->heartbeat * 250);
+  if (srv->cfg->resume_timeout > 0 && srv->cfg->resume_timeout * 250 < tick_ms)
+    tick_ms = (int64_t)(srv->cfg->resume_timeout * 250);
   if (tick_ms < 10)
     tick_ms = 10;
   uv_timer_init(srv->loop, &srv->tick);

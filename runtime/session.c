@@ -241,6 +241,14 @@ session_pending_t *session_pend_at(session_t *s, uint32_t i) {
   return &s->pend[(s->pend_head + i) % s->pend_cap];
 }
 
+session_pending_t *session_pend_find(session_t *s, int64_t id) {
+  /* Newest first: a write completes soon after the message was queued. */
+  for (uint32_t i = s->pend_count; i-- > 0;)
+    if (session_pend_at(s, i)->id == id)
+      return session_pend_at(s, i);
+  return NULL;
+}
+
 int session_pend_has(const session_t *s, int64_t id) {
   for (uint32_t i = 0; i < s->pend_count; i++)
     if (s->pend[(s->pend_head + i) % s->pend_cap].id == id)
@@ -273,6 +281,7 @@ int session_pend_push(session_t *s, int64_t id, outbuf_t *b,
   e = session_pend_at(s, s->pend_count++);
   e->id = id;
   e->buf = outbuf_ref(b);
+  e->written = 0;
   s->pend_bytes += b->len;
   return 0;
 }

@@ -23,6 +23,7 @@ struct conn;
 typedef struct session_pending {
   int64_t id;
   outbuf_t *buf;
+  int written; /* counted as delivered (a re-send on resume is not) */
 } session_pending_t;
 
 typedef struct session {
@@ -84,6 +85,8 @@ int session_pend_push(session_t *s, int64_t id, outbuf_t *b,
 int session_pend_ack(session_t *s, int64_t id);
 /* The i-th oldest pending message, for re-sending on resume. */
 session_pending_t *session_pend_at(session_t *s, uint32_t i);
+/* Pending message id, or NULL. */
+session_pending_t *session_pend_find(session_t *s, int64_t id);
 int session_pend_has(const session_t *s, int64_t id);
 
 /* "active", "sleeping" or "postponed", from the times above. */
