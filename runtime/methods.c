@@ -231,8 +231,9 @@ void methods_call(server_t *srv, session_t *s, lua_State *L) {
     return;
   }
   lua_getfield(L, -1, "method");
-  name = lua_tostring(L, -1);
-  if (lua_type(L, -1) != LUA_TSTRING || !methods_valid_name(name)) {
+  /* The type first: lua_tostring would turn a number into a name. */
+  name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+  if (name == NULL || !methods_valid_name(name)) {
     snprintf(why, sizeof(why), "call: 'method' must be a name of letters, "
              "digits and '_' (at most %d)", MAX_NAME);
     lua_pop(L, 1);
@@ -265,6 +266,7 @@ void methods_call(server_t *srv, session_t *s, lua_State *L) {
       lua_pop(L, 1);
       lua_pushnil(L);
     }
+    proto_integers(L, -1);
   }
   call = malloc(sizeof(*call));
   if (call == NULL) {

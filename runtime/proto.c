@@ -247,6 +247,44 @@ int proto_get_integer(lua_State *L, const char *name, lua_Integer *out) {
   return ok ? 0 : -1;
 }
 
+/* A float that is a whole number a double holds exactly. */
+static int whole(lua_State *L, int idx, lua_Integer *out) {
+  lua_Number n;
+  if (lua_type(L, idx) != LUA_TNUMBER || lua_isinteger(L, idx))
+    return 0;
+  n = lua_tonumber(L, idx);
+  if (n != floor(n) || fabs(n) > 9007199254740992.0)
+    return 0;
+  *out = (lua_Integer)n;
+  return 1;
+}
+
+static void integers(lua_State *L, int idx, int depth) {
+  lua_Integer i;
+  if (whole(L, idx, &i)) {
+    lua_pushinteger(L, i);
+    lua_replace(L, idx);
+    return;
+  }
+  if (!lua_istable(L, idx) || depth > PROTO_MAX_DEPTH)
+    return;
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    if (whole(L, -1, &i)) {
+      lua_pushvalue(L, -2);
+      lua_pushinteger(L, i);
+      lua_rawset(L, idx); /* changing a key's value keeps next() valid */
+    } else if (lua_istable(L, -1)) {
+      integers(L, lua_gettop(L), depth + 1);
+    }
+    lua_pop(L, 1);
+  }
+}
+
+void proto_integers(lua_State *L, int idx) {
+  integers(L, lua_absindex(L, idx), 0);
+}
+
 int proto_encode_value(lua_State *L, int idx, char *err, size_t errlen) {
   idx = lua_absindex(L, idx);
   push_cjson(L, "encode");

@@ -85,6 +85,14 @@ outbuf_t *proto_result_error(lua_State *L, lua_Integer id,
 outbuf_t *proto_ping(void);
 outbuf_t *proto_pong(void);
 
+/*
+ * lua-cjson 2.1 decodes every number as a float: turns the whole ones
+ * (up to 2^53) in the value at idx, and in the tables it holds, into
+ * integers, so that a method sees 12 and not 12.0. Returns that value,
+ * changed in place or replaced on the stack.
+ */
+void proto_integers(lua_State *L, int idx);
+
 /* Encodes the value at idx as JSON with the private cjson; pushes the
  * text, or returns -1 with cjson's reason in err (nothing pushed). */
 int proto_encode_value(lua_State *L, int idx, char *err, size_t errlen);

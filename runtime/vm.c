@@ -191,8 +191,7 @@ int vm_docall(lua_State *L, int nargs, int nresults) {
 static const char *const safe_globals[] = {
     "assert",   "error",    "ipairs", "next",     "pairs",    "pcall",
     "print",    "select",   "tonumber", "tostring", "type",   "xpcall",
-    "rawequal", "rawget",   "rawlen", "rawset",   "setmetatable",
-    "_VERSION", NULL};
+    "rawequal", "rawget",   "rawlen", "setmetatable", "_VERSION", NULL};
 /* Libraries a sandboxed chunk gets read-only copies of. */
 static const char *const safe_libs[] = {"string", "table", "math", "utf8",
                                         "coroutine", NULL};
@@ -201,6 +200,40 @@ static const char *const safe_os[] = {"time", "clock", "date", "difftime",
 
 static int readonly_newindex(lua_State *L) {
   return luaL_error(L, "attempt to change a read-only library table");
+}
+
+/* Remembers the table at the top of the stack as shared by every sandbox:
+ * rawset may not write to it. */
+static void mark_shared(lua_State *L) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, "herald.shared") != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_newtable(L);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "herald.shared");
+  }
+  lua_pushvalue(L, -2);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+}
+
+/* rawset, except on the tables every sandbox shares: one method must not
+ * change what another sees. */
+static int sandbox_rawset(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checkany(L, 2);
+  luaL_checkany(L, 3);
+  lua_getfield(L, LUA_REGISTRYINDEX, "herald.shared");
+  lua_pushvalue(L, 1);
+  if (lua_rawget(L, -2) != LUA_TNIL)
+    return luaL_error(L, "attempt to change a read-only library table");
+  lua_settop(L, 3);
+  lua_rawset(L, 1);
+  return 1;
 }
 
 /* Pushes a read-only proxy of a shallow copy of the table at idx (only the
@@ -230,6 +263,7 @@ static void push_readonly_copy(lua_State *L, int idx,
   lua_pushboolean(L, 0);
   lua_setfield(L, -2, "__metatable");
   lua_setmetatable(L, -2);
+  mark_shared(L);
 }
 
 /* getmetatable that will not hand out the shared string metatable, through
@@ -299,6 +333,8 @@ static void push_sandbox_base(lua_State *L) {
   lua_setfield(L, -2, "getmetatable");
   lua_pushcfunction(L, sandbox_load);
   lua_setfield(L, -2, "load");
+  lua_pushcfunction(L, sandbox_rawset);
+  lua_setfield(L, -2, "rawset");
   /* The natives and constants of API.md. */
   if (lua_getfield(L, LUA_REGISTRYINDEX, "herald.natives") == LUA_TTABLE) {
     lua_pushnil(L);
@@ -309,6 +345,7 @@ static void push_sandbox_base(lua_State *L) {
     }
   }
   lua_pop(L, 1);
+  mark_shared(L);
   lua_pushvalue(L, -1);
   lua_setfield(L, LUA_REGISTRYINDEX, "herald.sandbox");
 }
@@ -318,6 +355,9 @@ void vm_push_sandbox_env(lua_State *L) {
   lua_newtable(L);
   push_sandbox_base(L);
   lua_setfield(L, -2, "__index");
+  /* getmetatable(_ENV) must not lead to the shared base. */
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");
   lua_setmetatable(L, -2);
   lua_pushvalue(L, -1);
   lua_setfield(L, -2, "_G");
