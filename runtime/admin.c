@@ -24,7 +24,8 @@
 #define ADMIN_MAX_LINE (16 * 1024 * 1024)
 
 typedef struct admin_client {
-  admin_t *admin;
+  admin_t *admin; /* NULL once the admin socket has stopped */
+  lua_State *L;
   conn_t *conn;
   int process;   /* the running script's number, or 0 */
   repl_t *repl;  /* a console's evaluation, made on its first line */
@@ -43,7 +44,7 @@ static const conn_handler_t admin_handler;
 
 /* Encodes the table at the top of the stack (popped) and sends it. */
 static void send_table(admin_client_t *ac) {
-  lua_State *L = ac->admin->L;
+  lua_State *L = ac->L;
   char err[256];
   if (proto_encode_value(L, -1, err, sizeof(err)) == 0) {
     size_t len;
@@ -63,7 +64,7 @@ static void send_table(admin_client_t *ac) {
 }
 
 static void send_exit(admin_client_t *ac, int status, const char *error) {
-  lua_State *L = ac->admin->L;
+  lua_State *L = ac->L;
   lua_createtable(L, 0, 3);
   lua_pushliteral(L, "exit");
   lua_setfield(L, -2, "type");
@@ -79,7 +80,7 @@ static void send_exit(admin_client_t *ac, int status, const char *error) {
 /* {"type":"print","text":T}: output of a script or a console line. */
 static void send_print(void *data, const char *text, size_t len) {
   admin_client_t *ac = data;
-  lua_State *L = ac->admin->L;
+  lua_State *L = ac->L;
   lua_createtable(L, 0, 2);
   lua_pushliteral(L, "print");
   lua_setfield(L, -2, "type");
@@ -107,7 +108,7 @@ static void on_run_done(process_t *p, int status, lua_State *co, int nres,
     log_info("script %s failed: %s", p->name, err);
     send_exit(ac, 1, err);
     if (status == LUA_ERRMEM)
-      vm_reclaim(ac->admin->L);
+      vm_reclaim(ac->L);
   }
   conn_end(ac->conn);
 }
@@ -118,7 +119,7 @@ static void on_run_done(process_t *p, int status, lua_State *co, int nres,
  * through to the globals (the full environment), with arg and ... set.
  */
 static void run_script(admin_client_t *ac) {
-  lua_State *L = ac->admin->L;
+  lua_State *L = ac->L;
   const char *name, *source;
   size_t len;
   char chunkname[256];
@@ -188,7 +189,7 @@ static void run_script(admin_client_t *ac) {
 
 static void console_done(void *data, int more) {
   admin_client_t *ac = data;
-  lua_State *L = ac->admin->L;
+  lua_State *L = ac->L;
   lua_createtable(L, 0, 2);
   lua_pushliteral(L, "done");
   lua_setfield(L, -2, "type");
@@ -203,7 +204,7 @@ static void console_done(void *data, int more) {
  * {"type":"completions","items":[...]}) and {"type":"interrupt"}.
  */
 static void console_frame(admin_client_t *ac, const char *type) {
-  lua_State *L = ac->admin->L;
+  lua_State *L = ac->L;
   const char *text;
 
   if (ac->repl == NULL) {
@@ -252,7 +253,7 @@ static void console_frame(admin_client_t *ac, const char *type) {
 
 static void on_admin_line(conn_t *c, char *line, size_t len) {
   admin_client_t *ac = conn_owner(c);
-  lua_State *L = ac->admin->L;
+  lua_State *L = ac->L;
   int top = lua_gettop(L);
   char err[256];
   const char *type;
@@ -302,7 +303,7 @@ static void on_admin_close(conn_t *c) {
   }
   if (ac->prev != NULL)
     ac->prev->next = ac->next;
-  else
+  else if (a != NULL)
     a->clients = ac->next;
   if (ac->next != NULL)
     ac->next->prev = ac->prev;
@@ -343,6 +344,7 @@ static void on_admin_connection(uv_stream_t *listener, int status) {
     return;
   }
   ac->admin = a;
+  ac->L = a->L;
   ac->conn = c;
   ac->next = a->clients;
   if (a->clients != NULL)
@@ -441,8 +443,14 @@ admin_t *admin_start(server_t *srv, const char *path, char *err,
 void admin_stop(admin_t *a) {
   if (a == NULL)
     return;
-  for (admin_client_t *ac = a->clients; ac != NULL; ac = ac->next)
+  /* The clients' close callbacks run after a is freed: unlink them now. */
+  while (a->clients != NULL) {
+    admin_client_t *ac = a->clients;
+    a->clients = ac->next;
+    ac->prev = ac->next = NULL;
+    ac->admin = NULL;
     conn_close(ac->conn);
+  }
   unlink(a->path);
   uv_close((uv_handle_t *)&a->listener, on_listener_closed);
 }

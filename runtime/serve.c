@@ -13,6 +13,8 @@
 #include "process.h"
 #include "prompt.h"
 #include "proto.h"
+#include "sched.h"
+#include "schedule.h"
 #include "server.h"
 #include "vm.h"
 
@@ -107,9 +109,13 @@ static int load_config(const serve_opts_t *o, config_t *cfg) {
   return 0;
 }
 
+/* The scheduler of the configuration's jobs and of schedule(). */
+static sched_t *scheduler;
+
 /* At shutdown: what the server does not own stops first. */
 static void stop_admin(void *data) {
   admin_t **admin = data;
+  sched_stop(scheduler);
   prompt_stop();
   admin_stop(*admin);
   *admin = NULL;
@@ -148,6 +154,13 @@ int serve_main(int argc, char **argv) {
     goto done;
   }
   herald_open(vm_state(vm), srv);
+  scheduler = sched_new(loop, vm_state(vm), &cfg, err, sizeof(err));
+  if (scheduler == NULL) {
+    fprintf(stderr, "herald: configuration: %s\n", err);
+    status = 2;
+    goto done;
+  }
+  schedule_open(vm_state(vm), scheduler);
   process_init(loop, vm_state(vm));
   if (server_start(srv, err, sizeof(err)) < 0) {
     fprintf(stderr, "herald: serve: %s\n", err);
@@ -163,6 +176,7 @@ int serve_main(int argc, char **argv) {
     goto done;
   }
   server_on_shutdown(srv, stop_admin, &admin);
+  sched_start(scheduler);
   if (!o.no_console && isatty(STDIN_FILENO) && prompt_start(srv) < 0)
     log_warn("cannot start the console; the server runs without it");
   uv_run(loop, UV_RUN_DEFAULT);
@@ -170,6 +184,8 @@ int serve_main(int argc, char **argv) {
   status = 0;
 done:
   server_free(srv);
+  sched_free(scheduler);
+  scheduler = NULL;
   vm_free(vm);
   uv_loop_close(loop);
   config_free(&cfg);

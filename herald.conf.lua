@@ -1,0 +1,26 @@
+-- herald.conf.lua: a sample configuration. `herald serve` reads
+-- ./herald.conf.lua when it exists (or the file given with --config); every
+-- key has a default (API.md), so each line below is optional. The
+-- commented-out values are the defaults.
+
+-- listen = "127.0.0.1:7400"
+-- admin_socket = nil            -- $XDG_RUNTIME_DIR/herald.sock, else
+--                               -- /tmp/herald-$UID/herald.sock
+-- scripts = "scripts"           -- methods in scripts/methods, jobs in
+--                               -- scripts/maintenance
+-- method_timeout = 10           -- seconds of CPU a method or a job may use
+
+-- Scheduled jobs. Each runs as a process of type 5 in the sandbox, named
+-- after its script (or `name`). Cron times are the server's local time
+-- (TZ); `every` counts seconds from the server's start. A job still
+-- running when it is due again is not started twice.
+schedule = {
+  -- 4D's 10pm example: on weekdays at 21:45, warn everyone that the server
+  -- restarts at 10pm, then greet Vanessa.
+  { cron = "45 21 * * 1-5", script = "maintenance/restart_notice.lua",
+    name = "restart notice", args = { "Vanessa" } },
+  -- Every five minutes, drop the sessions that have been sleeping and were
+  -- opened more than 8 hours ago (see the script for why that is safe).
+  { every = 300, script = "maintenance/sweep.lua", args = { 28800 },
+    timeout = 5 },
+}

@@ -1,0 +1,227 @@
+#include "schedule.h"
+
+#include <lauxlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "sched.h"
+#include "vm.h"
+
+static sched_t *sched_up(lua_State *L) {
+  return lua_touserdata(L, lua_upvalueindex(1));
+}
+
+/* Stack slots of the spec table's values while l_schedule runs: they stay
+ * there, so the strings taken from them cannot be collected meanwhile. */
+enum { SLOT_CRON = 3, SLOT_EVERY, SLOT_NAME, SLOT_TIMEOUT, SLOT_ARGS };
+
+/* Reads the table form of a spec at index 1 into *spec, pushing its values
+ * into the slots above; raises on an unknown field or a wrong type. */
+static void read_spec_table(lua_State *L, sched_spec_t *spec) {
+  static const char *const fields[] = {"cron", "every", "name", "timeout",
+                                       "args", NULL};
+  int has_cron, has_every;
+
+  lua_pushnil(L);
+  while (lua_next(L, 1) != 0) {
+    int i;
+    if (lua_type(L, -2) != LUA_TSTRING)
+      luaL_argerror(L, 1, lua_pushfstring(L, "unexpected %s key",
+                                          luaL_typename(L, -2)));
+    for (i = 0; fields[i] != NULL; i++)
+      if (strcmp(lua_tostring(L, -2), fields[i]) == 0)
+        break;
+    if (fields[i] == NULL)
+      luaL_argerror(L, 1, lua_pushfstring(L, "unknown field '%s' (expected "
+                                          "cron, every, name, args or "
+                                          "timeout)", lua_tostring(L, -2)));
+    lua_pop(L, 1);
+  }
+  for (int i = 0; fields[i] != NULL; i++)
+    lua_getfield(L, 1, fields[i]);
+  has_cron = !lua_isnil(L, SLOT_CRON);
+  has_every = !lua_isnil(L, SLOT_EVERY);
+  if (has_cron == has_every)
+    luaL_argerror(L, 1, "give exactly one of 'cron' or 'every'");
+  if (has_cron && lua_type(L, SLOT_CRON) != LUA_TSTRING)
+    luaL_argerror(L, 1, "'cron' must be a string");
+  if (has_every && lua_type(L, SLOT_EVERY) != LUA_TNUMBER)
+    luaL_argerror(L, 1, "'every' must be a number of seconds");
+  spec->cron = has_cron ? lua_tostring(L, SLOT_CRON) : NULL;
+  spec->every = has_every ? lua_tonumber(L, SLOT_EVERY) : 0;
+  if (!lua_isnil(L, SLOT_NAME)) {
+    if (lua_type(L, SLOT_NAME) != LUA_TSTRING)
+      luaL_argerror(L, 1, "'name' must be a string");
+    spec->name = lua_tostring(L, SLOT_NAME);
+  }
+  if (!lua_isnil(L, SLOT_TIMEOUT)) {
+    if (lua_type(L, SLOT_TIMEOUT) != LUA_TNUMBER ||
+        !(lua_tonumber(L, SLOT_TIMEOUT) > 0))
+      luaL_argerror(L, 1, "'timeout' must be a positive number of seconds");
+    spec->timeout = lua_tonumber(L, SLOT_TIMEOUT);
+  }
+  if (!lua_isnil(L, SLOT_ARGS) && !lua_istable(L, SLOT_ARGS))
+    luaL_argerror(L, 1, "'args' must be an array");
+}
+
+/* Pushes a copy of the argument array t (its length is t.n when that is a
+ * whole number, else #t), so later changes to t do not reach the job. */
+static void push_args_copy(lua_State *L, int t) {
+  lua_Integer n;
+  if (lua_getfield(L, t, "n") == LUA_TNUMBER && lua_isinteger(L, -1))
+    n = lua_tointeger(L, -1);
+  else
+    n = (lua_Integer)lua_rawlen(L, t);
+  lua_pop(L, 1);
+  if (n < 0 || n > 250)
+    luaL_argerror(L, 1, "'args' may hold at most 250 values");
+  lua_createtable(L, (int)n, 1);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_geti(L, t, i);
+    lua_rawseti(L, -2, i);
+  }
+  lua_pushinteger(L, n);
+  lua_setfield(L, -2, "n");
+}
+
+/*
+ * schedule(spec, script_or_function) -> job ID
+ * spec: a cron string ("45 21 * * 1-5", "@hourly"), a number of seconds
+ * (every), or {cron = ... | every = ..., name =, args =, timeout =}.
+ * Raises on a bad spec or a missing script.
+ */
+static int l_schedule(lua_State *L) {
+  sched_t *s = sched_up(L);
+  sched_spec_t spec;
+  char err[512];
+  int id;
+
+  memset(&spec, 0, sizeof(spec));
+  spec.fn_ref = spec.args_ref = LUA_NOREF;
+  lua_settop(L, 2);
+  switch (lua_type(L, 1)) {
+  case LUA_TSTRING:
+    spec.cron = lua_tostring(L, 1);
+    break;
+  case LUA_TNUMBER:
+    spec.every = lua_tonumber(L, 1);
+    break;
+  case LUA_TTABLE:
+    read_spec_table(L, &spec);
+    break;
+  default:
+    return luaL_typeerror(L, 1, "cron string, seconds or table");
+  }
+  if (lua_type(L, 2) == LUA_TSTRING)
+    spec.script = lua_tostring(L, 2);
+  else if (lua_type(L, 2) != LUA_TFUNCTION)
+    return luaL_typeerror(L, 2, "script path or function");
+  /* Nothing but running out of memory raises from here on, so the refs
+   * reach sched_add, which owns them. */
+  if (lua_istable(L, 1) && lua_istable(L, SLOT_ARGS)) {
+    push_args_copy(L, SLOT_ARGS);
+    spec.args_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  if (spec.script == NULL) {
+    lua_pushvalue(L, 2);
+    spec.fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  id = sched_add(s, &spec, err, sizeof(err));
+  if (id < 0)
+    return luaL_error(L, "schedule: %s", err);
+  lua_pushinteger(L, id);
+  return 1;
+}
+
+/* unschedule(id) -> true, or false for an unknown ID */
+static int l_unschedule(lua_State *L) {
+  lua_Integer id = luaL_checkinteger(L, 1);
+  lua_pushboolean(L, id > 0 && id <= 0x7fffffff &&
+                         sched_remove(sched_up(L), (int)id));
+  return 1;
+}
+
+/* run_job(id) -> true when a run starts (on the next turn of the loop),
+ * false for an unknown ID or a job that is running */
+static int l_run_job(lua_State *L) {
+  lua_Integer id = luaL_checkinteger(L, 1);
+  lua_pushboolean(L, id > 0 && id <= 0x7fffffff &&
+                         sched_run_now(sched_up(L), (int)id));
+  return 1;
+}
+
+static void set_time(lua_State *L, const char *key, int64_t ms) {
+  char when[32];
+  if (ms < 0)
+    return;
+  clock_format_iso8601(ms, when, sizeof(when));
+  lua_pushstring(L, when);
+  lua_setfield(L, -2, key);
+}
+
+/* get_schedule() -> a collection of {ID, name, spec, script, nextRun,
+ * lastRun, lastResult, running, process}, in ID order */
+static int l_get_schedule(lua_State *L) {
+  sched_t *s = sched_up(L);
+  sched_info_t info;
+  size_t cursor = 0;
+  lua_Integer n = 0;
+
+  lua_newtable(L);
+  while (sched_info_next(s, &cursor, &info)) {
+    lua_createtable(L, 0, 9);
+    lua_pushinteger(L, info.id);
+    lua_setfield(L, -2, "ID");
+    lua_pushstring(L, info.name);
+    lua_setfield(L, -2, "name");
+    lua_pushstring(L, info.spec);
+    lua_setfield(L, -2, "spec");
+    lua_pushstring(L, info.script != NULL ? info.script : "function");
+    lua_setfield(L, -2, "script");
+    set_time(L, "nextRun", info.next_ms);
+    set_time(L, "lastRun", info.last_ms);
+    if (info.last_result != NULL) {
+      lua_pushstring(L, info.last_result);
+      lua_setfield(L, -2, "lastResult");
+    }
+    lua_pushboolean(L, info.running);
+    lua_setfield(L, -2, "running");
+    if (info.process > 0) {
+      lua_pushinteger(L, info.process);
+      lua_setfield(L, -2, "process");
+    }
+    lua_rawseti(L, -2, ++n);
+  }
+  vm_require(L, "collection");
+  lua_getfield(L, -1, "new");
+  lua_remove(L, -2);
+  lua_insert(L, -2);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+static const luaL_Reg natives[] = {
+    {"schedule", l_schedule},
+    {"unschedule", l_unschedule},
+    {"get_schedule", l_get_schedule},
+    {"run_job", l_run_job},
+    {NULL, NULL},
+};
+
+void schedule_open(lua_State *L, sched_t *s) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, "herald.natives") != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "herald.natives");
+  }
+  lua_pushglobaltable(L);
+  for (const luaL_Reg *r = natives; r->name != NULL; r++) {
+    lua_pushlightuserdata(L, s);
+    lua_pushcclosure(L, r->func, 1);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, r->name);
+    lua_setfield(L, -3, r->name);
+  }
+  lua_pop(L, 2);
+}
