@@ -101,7 +101,7 @@ function M.help()
   end
   lines[#lines + 1] = "Constants: PROCESSES_AND_SESSIONS, PROCESSES_ONLY, " ..
     "SESSIONS_ONLY. Collections: query, length, first, map, filter, orderBy."
-  lines[#lines + 1] = "Keys: Tab completes, Ctrl-R searches history, " ..
+  lines[#lines + 1] = "Keys: Tab completes, a fragment then Ctrl-R finds it in the history, " ..
     "Ctrl-C interrupts, Ctrl-D or \\q leaves."
   return concat(lines, "\n")
 end

@@ -127,6 +127,12 @@ int console_open(const console_backend_t *be, const char *name) {
   rl_completion_entry_function = no_entries;
   rl_completer_word_break_characters = " \t\n\"'`@$><=;|&{([+-*/%^~#,";
   rl_completion_append_character = '\0';
+  /* Ctrl-R finds the previous history line that matches what is typed.
+   * libedit's incremental search would read its keys by itself, blocking:
+   * that would freeze the server's loop, and in callback mode its last
+   * key is lost. */
+  rl_parse_and_bind("bind ^R ed-search-prev-history");
+  rl_parse_and_bind("bind ^S ed-search-next-history");
   con.open = 1;
   con.busy = 0;
   printf("Lua console of herald. \\help lists the functions, \\q or "

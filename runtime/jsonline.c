@@ -100,7 +100,7 @@ int jsonline_send(jsonline_t *j) {
 }
 
 int jsonline_buffered(const jsonline_t *j) {
-  return memchr(j->buf, '\n', j->len) != NULL;
+  return j->buf != NULL && memchr(j->buf, '\n', j->len) != NULL;
 }
 
 int jsonline_recv(jsonline_t *j) {

@@ -1,7 +1,9 @@
 #include "prompt.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "console.h"
@@ -13,6 +15,7 @@ static struct {
   server_t *srv;
   repl_t *repl;
   uv_poll_t poll;
+  int stdin_flags;
   int active;
 } pr;
 
@@ -83,11 +86,15 @@ int prompt_start(server_t *srv) {
   pr.repl = repl_new(server_lua(srv), &io);
   if (pr.repl == NULL)
     return -1;
+  pr.stdin_flags = fcntl(STDIN_FILENO, F_GETFL);
   if (uv_poll_init(server_loop(srv), &pr.poll, 0) != 0) {
     repl_free(pr.repl);
     pr.repl = NULL;
     return -1;
   }
+  /* uv_poll_init makes stdin non-blocking; libedit reads one key at a time
+   * when told the terminal is readable, and expects a blocking read. */
+  fcntl(STDIN_FILENO, F_SETFL, pr.stdin_flags);
   pr.active = 1;
   log_set_writer(log_line, NULL);
   server_on_sigint(srv, on_sigint, NULL);
@@ -103,6 +110,7 @@ void prompt_stop(void) {
   log_set_writer(NULL, NULL);
   server_on_sigint(pr.srv, NULL, NULL);
   uv_close((uv_handle_t *)&pr.poll, NULL);
+  fcntl(STDIN_FILENO, F_SETFL, pr.stdin_flags); /* the terminal as it was */
   repl_free(pr.repl);
   pr.repl = NULL;
 }
