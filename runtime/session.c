@@ -184,6 +184,7 @@ session_t *session_create(session_table_t *t, const session_fields_t *f) {
     goto fail;
   snprintf(s->ip, sizeof(s->ip), "%s", f->ip ? f->ip : "");
   s->created_ms = clock_wall_ms();
+  clock_format_iso8601(s->created_ms, s->created_iso, sizeof(s->created_iso));
   s->last_heard_ms = s->last_user_ms = clock_mono_ms();
   s->pend = s->pend_inline;
   s->pend_cap = SESSION_INLINE_PENDING;

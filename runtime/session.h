@@ -33,6 +33,7 @@ typedef struct session {
   char ip[48];
   const char *user_name, *machine_name, *system_user_name, *host_type;
   int64_t created_ms;    /* wall clock */
+  char created_iso[32];  /* the same as creationDateTime shows it */
   int64_t last_heard_ms; /* monotonic: any frame */
   int64_t last_user_ms;  /* monotonic: any frame but pong (for sleeping) */
   int64_t postponed_ms;  /* monotonic: when the connection was lost; 0 */
