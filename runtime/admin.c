@@ -140,6 +140,12 @@ static void run_script(admin_client_t *ac) {
   }
   if (lua_istable(L, -1))
     nargs = (lua_Integer)lua_rawlen(L, -1);
+  if (nargs > 1000 || !lua_checkstack(L, (int)nargs + 8)) {
+    lua_pop(L, 3);
+    send_exit(ac, 2, "run: too many arguments");
+    conn_end(ac->conn);
+    return;
+  }
   snprintf(chunkname, sizeof(chunkname), "@%s", name);
   if (len > 0 && source[0] == '#') { /* a shebang line */
     const char *nl = memchr(source, '\n', len);

@@ -196,6 +196,13 @@ int conn_start(conn_t *c) {
   return uv_read_start(&c->h.stream, on_alloc, on_read);
 }
 
+/* A write failed: the peer is gone. Tell the owner why, then close. */
+static void write_failed(conn_t *c, int status) {
+  if (!c->closing && !c->ending && c->handler->on_eof != NULL)
+    c->handler->on_eof(c, status);
+  conn_close(c);
+}
+
 static void on_write(uv_write_t *req, int status) {
   write_req_t *w = (write_req_t *)req;
   conn_t *c = req->handle->data;
@@ -205,7 +212,7 @@ static void on_write(uv_write_t *req, int status) {
   outbuf_unref(w->buf);
   free(w);
   if (status < 0 && status != UV_ECANCELED)
-    conn_close(c);
+    write_failed(c, status);
 }
 
 int conn_send(conn_t *c, outbuf_t *b) {
@@ -224,7 +231,7 @@ int conn_send(conn_t *c, outbuf_t *b) {
       return 1;
     }
     if (n < 0 && n != UV_EAGAIN) {
-      conn_close(c);
+      write_failed(c, n);
       return n;
     }
     if (n < 0)
@@ -242,7 +249,7 @@ int conn_send(conn_t *c, outbuf_t *b) {
   if (r < 0) {
     outbuf_unref(b);
     free(w);
-    conn_close(c);
+    write_failed(c, r);
     return r;
   }
   c->queued_bytes += w->len;

@@ -44,6 +44,11 @@ void log_msg(log_level_t level, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(line + n, sizeof(line) - n, fmt, ap);
   va_end(ap);
+  /* Names come from remote users: a control character in one must not
+   * start a forged log line or drive the terminal. */
+  for (char *p = line + n; *p != '\0'; p++)
+    if ((unsigned char)*p < 0x20 || *p == 0x7f)
+      *p = '?';
   if (writer != NULL) {
     writer(line, writer_data);
   } else {

@@ -1,6 +1,7 @@
 /*
  * herald: one executable, a command per job (API.md).
  */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -46,6 +47,9 @@ static const command_t commands[] = {
 };
 
 int main(int argc, char **argv) {
+  /* A peer that closes while we write must be an EPIPE error on that one
+   * connection, not a signal that ends the whole server. */
+  signal(SIGPIPE, SIG_IGN);
   if (argc < 2 || strcmp(argv[1], "--help") == 0 ||
       strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
     fputs(usage, argc < 2 ? stderr : stdout);

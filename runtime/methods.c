@@ -257,6 +257,7 @@ void methods_call(server_t *srv, session_t *s, lua_State *L) {
     reply_error(srv, s->id, id, why);
     return;
   }
+  luaL_checkstack(L, (int)nargs + 4, "call arguments");
   /* Stack: method, args, what push_method pushed. */
   args = lua_gettop(L) - pushed;
   for (lua_Integer i = 1; i <= nargs; i++) {

@@ -253,6 +253,13 @@ int process_spawn(lua_State *L, int nargs, const process_opts_t *o) {
     p->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   lua_sethook(p->co, hook, LUA_MASKCOUNT, HOOK_INSTRUCTIONS);
+  /* lua_xmove does not grow the coroutine's stack by itself. */
+  if (!lua_checkstack(p->co, nargs + 1 + LUA_MINSTACK)) {
+    luaL_unref(L, LUA_REGISTRYINDEX, p->co_ref);
+    free(p);
+    lua_pop(L, nargs + 1);
+    return -1;
+  }
   lua_xmove(L, p->co, nargs + 1);
   p->nargs = nargs;
   p->index = sched.count;

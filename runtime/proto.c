@@ -32,6 +32,10 @@ int proto_init(lua_State *L) {
   lua_getfield(L, -1, "encode_sparse_array");
   lua_pushboolean(L, 1);
   lua_call(L, 1, 0);
+  /* NaN, Infinity and hexadecimal numbers are not JSON. */
+  lua_getfield(L, -1, "decode_invalid_numbers");
+  lua_pushboolean(L, 0);
+  lua_call(L, 1, 0);
   lua_setfield(L, LUA_REGISTRYINDEX, CJSON_KEY);
   lua_pop(L, 1);
   if (ping_frame == NULL)
@@ -160,6 +164,12 @@ static int hello_string(lua_State *L, const char *name, size_t min,
   if (len < min || len > max) {
     snprintf(err, errlen, "hello: '%s' must be %zu to %zu bytes long, not %zu",
              name, min, max, len);
+    return -1;
+  }
+  /* "\u0000" decodes to a NUL, which would cut the name short in C. */
+  if (memchr(*out, '\0', len) != NULL) {
+    snprintf(err, errlen, "hello: '%s' must not contain a NUL character",
+             name);
     return -1;
   }
   return 0;

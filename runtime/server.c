@@ -74,14 +74,20 @@ static server_t *server_of(conn_t *c) {
   return conn_stream(c)->loop->data;
 }
 
-/* Sends an error frame and ends the connection. */
-static void refuse(server_t *srv, conn_t *c, const char *code,
-                   const char *message) {
+/* Sends an error frame; the connection stays open. */
+static void send_error(server_t *srv, conn_t *c, const char *code,
+                       const char *message) {
   outbuf_t *b = proto_error(srv->L, code, message);
   if (b != NULL) {
     conn_send(c, b);
     outbuf_unref(b);
   }
+}
+
+/* Sends an error frame and ends the connection. */
+static void refuse(server_t *srv, conn_t *c, const char *code,
+                   const char *message) {
+  send_error(srv, c, code, message);
   conn_end(c);
 }
 
@@ -226,7 +232,7 @@ static void on_session_line(conn_t *c, char *line, size_t len) {
   switch (type) {
   case PROTO_ACK:
     if (proto_get_integer(L, "id", &id) < 0) {
-      refuse(srv, c, "bad_frame", "ack: 'id' must be an integer");
+      send_error(srv, c, "bad_frame", "ack: 'id' must be an integer");
       break;
     }
     if (session_pend_ack(s, id) == 0) {
@@ -250,27 +256,16 @@ static void on_session_line(conn_t *c, char *line, size_t len) {
     log_info("session %s (%s) logged out", s->id, s->user_name);
     end_session(srv, s);
     break;
-  case PROTO_HELLO: {
-    outbuf_t *b = proto_error(L, "bad_frame", "already greeted: hello "
-                                              "is only the first frame");
-    if (b != NULL) {
-      conn_send(c, b);
-      outbuf_unref(b);
-    }
+  case PROTO_HELLO:
+    send_error(srv, c, "bad_frame", "already greeted: hello is only the "
+                                    "first frame");
     break;
-  }
-  default: {
-    outbuf_t *b;
+  default:
     lua_getfield(L, -1, "type");
-    snprintf(err, sizeof(err), "unknown frame type '%s'",
+    snprintf(err, sizeof(err), "unknown frame type '%.64s'",
              lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "");
-    b = proto_error(L, "bad_frame", err);
-    if (b != NULL) {
-      conn_send(c, b);
-      outbuf_unref(b);
-    }
+    send_error(srv, c, "bad_frame", err);
     break;
-  }
   }
   lua_settop(L, top);
 }
