@@ -678,10 +678,12 @@ local function field(obj, name)
   return nil
 end
 
-local function check_collection(coll, fname)
-  if type(coll) ~= "table" then
-    error(fmt("bad argument #1 to '%s' (table expected, got %s)", fname,
-              type(coll)), 3)
+-- Raises Lua's own "bad argument #1" error, at the caller's caller, when
+-- value is not of type want.
+local function check_arg(value, want, fname)
+  if type(value) ~= want then
+    error(fmt("bad argument #1 to '%s' (%s expected, got %s)", fname, want,
+              type(value)), 3)
   end
 end
 
@@ -692,7 +694,7 @@ age (from creationDateTime, relative to now_ms, milliseconds since the epoch;
 default os.time()), other cells cut at 32 characters; last line "N sessions".
 Raises when collection is not a table. ]=]
 function M.sessions_table(coll, now_ms)
-  check_collection(coll, "sessions_table")
+  check_arg(coll, "table", "sessions_table")
   if now_ms == nil and os_time then
     now_ms = os_time() * 1000
   elseif now_ms ~= nil and type(now_ms) ~= "number" then
@@ -722,7 +724,7 @@ Process objects as an aligned table: number, name, type, state, the first
 right-aligned and shown as stored (4D's codes). Last line "N processes".
 Raises when collection is not a table. ]=]
 function M.processes_table(coll)
-  check_collection(coll, "processes_table")
+  check_arg(coll, "table", "processes_table")
   local rows, n = {}, border(coll)
   for i = 1, n do
     local p = rawget(coll, i)
@@ -751,19 +753,13 @@ local function at_eof(msg)
   return type(msg) == "string" and sub(msg, -#EOFMARK) == EOFMARK
 end
 
-local function check_source(source, fname)
-  if type(source) ~= "string" then
-    error(fmt("bad argument #1 to '%s' (string expected, got %s)", fname,
-              type(source)), 3)
-  end
-end
 
 --[=[ is_incomplete(source) -> boolean
 True when `source` fails to compile only because it ended early (the error
 is at <eof>: lua.c's incomplete()), so the console should read another line;
 false when it compiles or has a real syntax error. ]=]
 function M.is_incomplete(source)
-  check_source(source, "is_incomplete")
+  check_arg(source, "string", "is_incomplete")
   local f, err = load(source, "=stdin", "t")
   return f == nil and at_eof(err)
 end
@@ -776,7 +772,7 @@ Text only (binary chunks are refused). env, when given, is the chunk's
 _ENV. On failure the message is the statement form's, and incomplete tells
 whether more input could complete it. chunkname defaults to "=console". ]=]
 function M.compile_line(source, chunkname, env)
-  check_source(source, "compile_line")
+  check_arg(source, "string", "compile_line")
   chunkname = chunkname or "=console"
   -- load(..., nil) would compile with a nil _ENV: leave the argument out.
   local function compile(text)
