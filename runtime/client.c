@@ -1389,7 +1389,7 @@ static int call_wait(peer_t *p, const char *method, double timeout) {
   }
 }
 
-int call_main(int argc, char **argv) {
+int client_call_main(int argc, char **argv) {
   peer_t *p;
   const char *server = NULL, *user = NULL, *timeout_s = NULL;
   const char *method = NULL;

@@ -20,6 +20,6 @@ int client_main(int argc, char **argv);
  * method fails or the server refuses; 2 for usage errors or an unreachable
  * server.
  */
-int call_main(int argc, char **argv);
+int client_call_main(int argc, char **argv);
 
 #endif

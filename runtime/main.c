@@ -42,7 +42,7 @@ static int version_main(int argc, char **argv) {
 static const command_t commands[] = {
     {"serve", serve_main},   {"console", consolecmd_main},
     {"run", runcmd_main},
-    {"client", client_main}, {"call", call_main},
+    {"client", client_main}, {"call", client_call_main},
     {"version", version_main},
 };
 
