@@ -69,8 +69,81 @@ run: $(BUILD)/herald
 test: $(BUILD)/herald $(UNIT_TESTS) | $(TEST_DEPS_OK)
 	python3 tests/run.py $(TESTS)
 
+# make asan: herald and the unit tests built with AddressSanitizer and
+# UndefinedBehaviorSanitizer into build/asan, and every test run against
+# them (tests/run.py and the e2e harness read the build folder from
+# HERALD_BUILD); a sanitizer report or a leak fails the test that caused it.
+ASAN_CFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
+  -fno-sanitize-recover=all
+asan:
+	HERALD_BUILD=$(BUILD)/asan ASAN_OPTIONS=detect_leaks=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(MAKE) BUILD=$(BUILD)/asan CFLAGS='$(ASAN_CFLAGS)' test
+
+# make valgrind: the end-to-end tests with the server under valgrind
+# (HERALD_WRAPPER) and every wait of the harness stretched (HERALD_SLOW); a
+# server whose valgrind report shows an error or a definite leak fails the
+# test. TESTS picks some e2e tests, as for make test.
+VALGRIND := valgrind --leak-check=full --errors-for-leak-kinds=definite \
+  --error-exitcode=99
+valgrind: $(BUILD)/herald
+	@sh tools/deps.sh valgrind
+	HERALD_WRAPPER='$(VALGRIND)' HERALD_SLOW=5 \
+	  python3 tests/run.py --e2e $(TESTS)
+
+# make fuzz: the libFuzzer targets of tests/fuzz, built with clang-14 and
+# the sanitizers over the runtime compiled alike (build/fuzz), each run
+# for FUZZ_SECONDS on a copy of its seed corpus; a crash fails.
+FUZZ_CC := clang-14
+FUZZ_SECONDS ?= 60
+FUZZ := $(BUILD)/fuzz
+FUZZ_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer \
+  -fno-sanitize-recover=all
+FUZZ_OBJS := $(patsubst $(BUILD)/obj/%,$(FUZZ)/obj/%,$(OBJS))
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(FUZZ)/%,\
+  $(wildcard tests/fuzz/fuzz_*.c))
+
+$(FUZZ)/.deps: tools/deps.sh
+	@sh tools/deps.sh fuzz
+	@mkdir -p $(FUZZ) && touch $@
+
+$(FUZZ)/obj/%.o: %.c | $(DEPS_OK) $(FUZZ)/.deps
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link \
+	  -MMD -MP -c $< -o $@
+
+$(FUZZ)/obj/gen/lua_modules.o: $(BUILD)/gen/lua_modules.c | $(FUZZ)/.deps
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_SAN) -c $< -o $@
+
+$(FUZZ_TARGETS): $(FUZZ)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJS)
+	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer $< $(FUZZ_OBJS) \
+	  -o $@ $(LIBS)
+
+fuzz: $(FUZZ_TARGETS)
+	sh tests/fuzz/run.sh $(FUZZ) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+.PHONY: asan valgrind fuzz
+
 demo: $(BUILD)/herald
 	sh tools/demo.sh $(BUILD)/herald
+
+# 2,000 sessions coming, going, cut and resumed under broadcasts every
+# 100 ms for SOAK_SECONDS (default 300); fails on any loss or leak.
+SOAK_SECONDS ?= 300
+.PHONY: soak
+soak: $(BUILD)/herald
+	SOAK_SECONDS=$(SOAK_SECONDS) python3 tests/soak/soak.py
+
+# herald next to Redis under the same load: build/bench/report.md and
+# fanout.png. BENCH_QUICK=1 runs the small version (CI's smoke test).
+$(BUILD)/bench/loadgen: tests/bench/loadgen.c | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $< -o $@
+
+bench: $(BUILD)/herald $(BUILD)/bench/loadgen
+	@sh tools/deps.sh bench
+	python3 tests/bench/run.py
 
 clean:
 	rm -rf $(BUILD)
@@ -81,3 +154,4 @@ install: $(BUILD)/herald
 	install -m 0755 $(BUILD)/herald $(DESTDIR)$(PREFIX)/bin/herald
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(FUZZ)/obj -name '*.d' 2>/dev/null)

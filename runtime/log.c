@@ -47,7 +47,7 @@ void log_msg(log_level_t level, const char *fmt, ...) {
   /* Names come from remote users: a control character in one must not
    * start a forged log line or drive the terminal. */
   for (char *p = line + n; *p != '\0'; p++)
-    if ((unsigned char)*p < 0x20 || *p == 0x7f)
+    if (((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f)
       *p = '?';
   if (writer != NULL) {
     writer(line, writer_data);

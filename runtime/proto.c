@@ -278,6 +278,8 @@ static void integers(lua_State *L, int idx, int depth) {
   }
   if (!lua_istable(L, idx) || depth > PROTO_MAX_DEPTH)
     return;
+  /* Each level holds a key and a value on the stack. */
+  luaL_checkstack(L, 3, "nested arguments");
   lua_pushnil(L);
   while (lua_next(L, idx) != 0) {
     if (whole(L, -1, &i)) {

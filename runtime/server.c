@@ -208,28 +208,29 @@ outbuf_t *server_find_message(const server_t *srv, int64_t msg_id) {
 
 /* --- greeted sessions --------------------------------------------------- */
 
-static void on_session_line(conn_t *c, char *line, size_t len) {
-  server_t *srv = server_of(c);
-  session_t *s = conn_owner(c);
-  lua_State *L = srv->L;
-  int top = lua_gettop(L), type;
+/* What a frame's handler needs, passed through lua_pcall. */
+typedef struct frame_ctx {
+  server_t *srv;
+  conn_t *c;
+  session_t *s;
+  int type;
+} frame_ctx_t;
+
+/*
+ * Handles one decoded frame of a greeted session: [ctx, frame] on the
+ * stack. Runs under lua_pcall (on_session_line), so that no Lua API error
+ * in handling a client's frame can take the server down.
+ */
+static int handle_frame(lua_State *L) {
+  frame_ctx_t *x = lua_touserdata(L, 1);
+  server_t *srv = x->srv;
+  conn_t *c = x->c;
+  session_t *s = x->s;
   lua_Integer id;
   char err[256];
 
-  if (s == NULL)
-    return; /* taken over by a resume: this connection is on its way out */
-  type = proto_decode(L, line, len, err, sizeof(err));
-  if (type < 0) {
-    log_warn("session %s (%s): %s; closing", s->id, s->user_name, err);
-    refuse(srv, c, "bad_json", err);
-    end_session(srv, s);
-    return;
-  }
-  s->last_heard_ms = clock_mono_ms();
-  s->ping_sent = 0;
-  if (type != PROTO_PING && type != PROTO_PONG)
-    s->last_user_ms = s->last_heard_ms;
-  switch (type) {
+  lua_remove(L, 1); /* the frame is at the top, as the helpers expect */
+  switch (x->type) {
   case PROTO_ACK:
     if (proto_get_integer(L, "id", &id) < 0) {
       send_error(srv, c, "bad_frame", "ack: 'id' must be an integer");
@@ -266,6 +267,43 @@ static void on_session_line(conn_t *c, char *line, size_t len) {
              lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "");
     send_error(srv, c, "bad_frame", err);
     break;
+  }
+  return 0;
+}
+
+static void on_session_line(conn_t *c, char *line, size_t len) {
+  server_t *srv = server_of(c);
+  session_t *s = conn_owner(c);
+  lua_State *L = srv->L;
+  int top = lua_gettop(L);
+  frame_ctx_t x;
+  char err[256];
+
+  if (s == NULL)
+    return; /* taken over by a resume: this connection is on its way out */
+  x.type = proto_decode(L, line, len, err, sizeof(err));
+  if (x.type < 0) {
+    log_warn("session %s (%s): %s; closing", s->id, s->user_name, err);
+    refuse(srv, c, "bad_json", err);
+    end_session(srv, s);
+    return;
+  }
+  s->last_heard_ms = clock_mono_ms();
+  s->ping_sent = 0;
+  if (x.type != PROTO_PING && x.type != PROTO_PONG)
+    s->last_user_ms = s->last_heard_ms;
+  x.srv = srv;
+  x.c = c;
+  x.s = s;
+  lua_pushcfunction(L, handle_frame);
+  lua_insert(L, -2);
+  lua_pushlightuserdata(L, &x);
+  lua_insert(L, -2);
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+    log_error("session %s (%s): cannot handle a frame: %s", s->id,
+              s->user_name, lua_tostring(L, -1));
+    send_error(srv, c, "bad_frame", "the server could not handle this "
+                                    "frame");
   }
   lua_settop(L, top);
 }

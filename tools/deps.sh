@@ -1,12 +1,14 @@
 #!/bin/sh
 # Makes sure the Debian packages herald builds and tests with are there:
 # installs the missing ones when run as root, else prints the exact command.
-#   tools/deps.sh build|test|bench
+#   tools/deps.sh build|test|bench|fuzz|valgrind
 set -e
 need="pkg-config liblua5.4-dev libuv1-dev lua-cjson-dev libedit-dev"
 case "$1" in
   test) need="$need libcmocka-dev python3 tmux tzdata" ;;
   bench) need="$need redis-server gnuplot-nox" ;;
+  fuzz) need="$need clang-14 libclang-rt-14-dev tzdata" ;;
+  valgrind) need="$need libcmocka-dev python3 tmux tzdata valgrind" ;;
 esac
 missing=""
 for pkg in $need; do

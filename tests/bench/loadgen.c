@@ -14,6 +14,9 @@
  *   list     N idle greeted clients; time a listing of them (herald: call
  *            of --method, default list_sessions; Redis: CLIENT LIST).
  *   connect  only connect and greet N clients.
+ *   hold     connect and greet N clients, print a line, then keep them
+ *            idle for S seconds (answering pings) while the caller reads
+ *            the server's memory use.
  *
  * Output: one line of key=value pairs per figure set on stdout. A failure
  * (a round, greeting or request not done within --timeout seconds, a refused
@@ -52,7 +55,7 @@
 #define NS_PER_MS 1000000ull
 
 enum target { T_HERALD, T_REDIS };
-enum mode { M_FANOUT, M_CALLS, M_LIST, M_CONNECT };
+enum mode { M_FANOUT, M_CALLS, M_LIST, M_CONNECT, M_HOLD };
 enum cstate { CS_FREE, CS_CONNECTING, CS_GREETING, CS_READY, CS_CLOSING };
 
 struct samples {
@@ -127,7 +130,8 @@ struct bench {
 
 static const char *const target_names[] = {"herald", "redis"};
 static const char *const mode_names[] = {"fanout", "calls", "list",
-                                         "connect"};
+                                         "connect", "hold"};
+#define NMODES ((int)(sizeof mode_names / sizeof mode_names[0]))
 
 static uint64_t now_ns(void)
 {
@@ -972,6 +976,28 @@ static int mode_connect(struct bench *b)
   return 0;
 }
 
+/* Connect and greet the clients, print a line saying so (the caller's cue
+ * to start watching the server), then keep every connection open and idle
+ * for --seconds: pings are answered, nothing else is sent. A connection the
+ * server closes meanwhile fails the run, so a held count is a true count. */
+static int mode_hold(struct bench *b)
+{
+  uint64_t connect_ns, t;
+  if (connect_all(b, b->o.clients, &connect_ns) < 0)
+    return -1;
+  print_head(b);
+  printf(" clients=%ld", b->o.clients);
+  print_greet(b, connect_ns);
+  printf(" phase=held\n");
+  t = now_ns();
+  if (run_until(b, NULL, t + (uint64_t)(b->o.seconds * 1e9)) < 0)
+    return -1;
+  print_head(b);
+  printf(" clients=%ld seconds=%.2f status=ok\n", b->o.clients,
+         (double)(now_ns() - t) / 1e9);
+  return 0;
+}
+
 /* Send round r's trigger on the control connection: a 100-byte (by
  * default) text naming the round, broadcast (herald) or published (Redis).
  * Fan-out texts contain only [a-z0-9-], so they need no JSON escaping. */
@@ -1224,14 +1250,16 @@ static void usage(FILE *f)
 "  --target herald|redis  server kind (default herald)\n"
 "  --host HOST            server address (default 127.0.0.1)\n"
 "  --port P               server port (default 7400 herald, 6379 redis)\n"
-"  --mode fanout|calls|list|connect   what to measure (default fanout)\n"
-"  --clients N            fanout/list/connect: client connections (1000)\n"
+"  --mode fanout|calls|list|connect|hold   what to measure (default "
+"fanout)\n"
+"  --clients N            fanout/list/connect/hold: client connections "
+"(1000)\n"
 "  --rounds R             fanout/list: measured rounds (20)\n"
 "  --warmup W             fanout/list: unmeasured rounds first (2);\n"
 "                         calls: unmeasured seconds first (1)\n"
 "  --conns C              calls: connections, one request each in flight "
 "(50)\n"
-"  --seconds S            calls: measured duration (10)\n"
+"  --seconds S            calls: measured duration; hold: idle time (10)\n"
 "  --text-size B          fanout: message text bytes, >= 16 (100)\n"
 "  --method NAME          herald calls/list: method (noop / list_sessions)\n"
 "  --inflight K           connects not yet greeted at once (256)\n"
@@ -1241,6 +1269,8 @@ static void usage(FILE *f)
 "fanout: per round a control connection triggers one message (herald: call\n"
 "of method broadcast(text); redis: PUBLISH " CHANNEL ") and the round ends\n"
 "when all N clients have it; herald acks are written after the round.\n"
+"hold: after connecting, a line ending phase=held; the clients then stay\n"
+"idle for --seconds before a last line and a clean close.\n"
 "Output: key=value lines on stdout; exit 1 on failure, 2 on bad usage.\n");
 }
 
@@ -1325,9 +1355,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
       }
       break;
     case 'm':
-      for (ch = 0; ch < 4 && strcmp(optarg, mode_names[ch]) != 0; ch++)
+      for (ch = 0; ch < NMODES && strcmp(optarg, mode_names[ch]) != 0; ch++)
         ;
-      if (ch == 4) {
+      if (ch == NMODES) {
         fprintf(stderr, "loadgen: unknown mode '%s'\n", optarg);
         rc = -1;
       }
@@ -1426,6 +1456,7 @@ int main(int argc, char **argv)
   case M_FANOUT: rc = mode_fanout(&b); break;
   case M_CALLS: rc = mode_calls(&b); break;
   case M_LIST: rc = mode_list(&b); break;
+  case M_HOLD: rc = mode_hold(&b); break;
   default: rc = mode_connect(&b); break;
   }
   if (rc < 0) {

@@ -5,10 +5,18 @@ sockets, the real `herald client`, `herald call` and `herald run`.
         c = srv.wire("Vanessa", systemUserName="Vanessa")   # raw protocol
         srv.run_script('print(1)')                           # herald run
         srv.wait_log("session .* opened")
+
+The environment adapts it to the other builds and tools: HERALD_BUILD is
+the build folder whose herald runs (default build; make asan uses
+build/asan), HERALD_WRAPPER a command the server runs under (make
+valgrind), HERALD_SLOW a factor for every wait (a server under valgrind is
+slow). A sanitizer or valgrind report in the output of the server or of a
+command fails the test.
 """
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -20,8 +28,33 @@ import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
-HERALD = os.path.join(ROOT, "build", "herald")
+HERALD = os.path.join(ROOT, os.environ.get("HERALD_BUILD", "build"),
+                      "herald")
 SCRIPTS = os.path.join(ROOT, "scripts")
+WRAPPER = shlex.split(os.environ.get("HERALD_WRAPPER", ""))
+SLOW = float(os.environ.get("HERALD_SLOW", "1"))
+# What AddressSanitizer, LeakSanitizer, UBSan and valgrind print when they
+# found something (valgrind may die of a corrupted heap before its summary),
+# and where such a report starts (valgrind's summary comes last, its first
+# error well before).
+REPORT = re.compile(r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|"
+                    r"\.[ch]:\d+:\d+: runtime error: |ERROR SUMMARY: [1-9]|"
+                    r"valgrind: m_\w+\.c:\d+ .*Assertion")
+REPORT_START = re.compile(r"=+\n==\d+==ERROR: |[^\n]*runtime error: |"
+                          r"==\d+== (?!(Memcheck|Copyright|Using|Command)\b)"
+                          r"[A-Z0-9]")
+
+
+def check_report(text, who):
+    """Fails the test when text holds a sanitizer or valgrind report,
+    quoting the report from its start."""
+    m = REPORT.search(text or "")
+    if m:
+        start = REPORT_START.search(text)
+        at = start.start() if start and start.start() < m.start() \
+            else m.start()
+        raise AssertionError(f"{who}: {m.group(0).strip()}:\n"
+                             + text[at:][:20000])
 
 
 class Lines:
@@ -46,7 +79,7 @@ class Lines:
     def wait(self, pattern, timeout=5, start=0):
         """The first line from index start that matches pattern."""
         rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout * SLOW
         with self.cond:
             i = start
             while True:
@@ -72,7 +105,7 @@ class Wire:
 
     def __init__(self, port, timeout=5):
         self.sock = socket.create_connection(("127.0.0.1", port),
-                                             timeout=timeout)
+                                             timeout=timeout * SLOW)
         self.buf = b""
 
     def send_raw(self, data):
@@ -83,7 +116,7 @@ class Wire:
 
     def recv(self, timeout=5):
         """The next frame as a dict; None when the server closed."""
-        self.sock.settimeout(timeout)
+        self.sock.settimeout(timeout * SLOW)
         while b"\n" not in self.buf:
             chunk = self.sock.recv(65536)
             if not chunk:
@@ -94,9 +127,9 @@ class Wire:
 
     def recv_type(self, type_, timeout=5):
         """Skips frames until one of type_ (answering pings)."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout * SLOW
         while True:
-            frame = self.recv(max(0.01, deadline - time.monotonic()))
+            frame = self.recv(max(0.01, deadline - time.monotonic()) / SLOW)
             if frame is None:
                 raise AssertionError(f"closed while waiting for {type_}")
             if frame.get("type") == type_:
@@ -106,7 +139,7 @@ class Wire:
 
     def closed(self, timeout=5):
         """True when the server closes the connection within timeout."""
-        self.sock.settimeout(timeout)
+        self.sock.settimeout(timeout * SLOW)
         try:
             while True:
                 chunk = self.sock.recv(65536)
@@ -136,9 +169,9 @@ class Server:
     def __init__(self, config=None, scripts=SCRIPTS, args=(), env=None):
         self.dir = tempfile.mkdtemp(prefix="herald-test-")
         self.socket = os.path.join(self.dir, "admin", "herald.sock")
-        cmd = [HERALD, "serve", "--listen", "127.0.0.1:0", "--admin-socket",
-               self.socket, "--no-console", "--scripts", scripts,
-               "--log-level", "debug"]
+        cmd = [*WRAPPER, HERALD, "serve", "--listen", "127.0.0.1:0",
+               "--admin-socket", self.socket, "--no-console", "--scripts",
+               scripts, "--log-level", "debug"]
         if config is not None:
             path = os.path.join(self.dir, "herald.conf.lua")
             with open(path, "w") as f:
@@ -154,6 +187,8 @@ class Server:
         self.log = Lines(self.proc.stdout)
         self.wires = []
         self.children = []
+        self.outputs = []
+        self.checked = False
         line = self.log.wait(r"listening on|herald: ", timeout=10)
         m = re.search(r"listening on [^:]+:(\d+)", line)
         if not m:
@@ -180,9 +215,11 @@ class Server:
 
     def cli(self, *args, timeout=20, input=None):
         """Runs `herald ARGS` to the end; returns the CompletedProcess."""
-        return subprocess.run([HERALD, *args], env=self.env, cwd=self.dir,
-                              capture_output=True, text=True, input=input,
-                              timeout=timeout)
+        r = subprocess.run([HERALD, *args], env=self.env, cwd=self.dir,
+                           capture_output=True, text=True, input=input,
+                           timeout=timeout * SLOW)
+        check_report(r.stdout + r.stderr, f"herald {args[0]}")
+        return r
 
     def spawn(self, *args):
         """Starts `herald ARGS` (e.g. client); returns (Popen, Lines)."""
@@ -191,7 +228,9 @@ class Server:
                                 stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
         self.children.append(proc)
-        return proc, Lines(proc.stdout)
+        out = Lines(proc.stdout)
+        self.outputs.append((f"herald {args[0]}", out))
+        return proc, out
 
     def run_script(self, source, *args, timeout=20):
         """`herald run` of source (a Lua text) with args."""
@@ -214,7 +253,9 @@ class Server:
         return self.log.wait(pattern, timeout)
 
     def stop(self, sig=signal.SIGTERM):
-        """Stops the server; returns its exit status."""
+        """Stops the server; returns its exit status. Fails the test when
+        the server or a command it spawned printed a sanitizer or valgrind
+        report (checked once)."""
         for w in self.wires:
             w.close()
         for child in self.children:
@@ -224,11 +265,19 @@ class Server:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
-                self.proc.wait(timeout=10)
+                self.proc.wait(timeout=10 * SLOW)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
+        if not self.checked:
+            self.checked = True
+            # The report comes last: read the output to its end first.
+            self.log.thread.join(timeout=10 * SLOW)
+            check_report(self.log.text(), "herald serve")
+            for who, out in self.outputs:
+                out.thread.join(timeout=5)
+                check_report(out.text(), who)
         return self.proc.returncode
 
 
