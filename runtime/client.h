@@ -1,7 +1,7 @@
 /*
- * client: the remote-user side of herald, `herald client` (show messages
- * from the server as terminal alerts) and `herald call` (call an exposed
- * server method and print its result as JSON).
+ * client: `herald client`, the remote user's side of herald: shows each
+ * message from the server as an alert in the terminal, and reconnects,
+ * resuming its session, when the connection is lost.
  */
 #ifndef HERALD_CLIENT_H
 #define HERALD_CLIENT_H
@@ -13,13 +13,5 @@
  * (2; also for usage errors). Returns the process exit status.
  */
 int client_main(int argc, char **argv);
-
-/*
- * `herald call [OPTIONS] METHOD [JSON_ARG...]`: argv as for client_main.
- * Prints the method's result as JSON on stdout and returns 0; 1 when the
- * method fails or the server refuses; 2 for usage errors or an unreachable
- * server.
- */
-int client_call_main(int argc, char **argv);
 
 #endif

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "callcmd.h"
 #include "client.h"
 #include "consolecmd.h"
 #include "runcmd.h"
@@ -42,7 +43,7 @@ static int version_main(int argc, char **argv) {
 static const command_t commands[] = {
     {"serve", serve_main},   {"console", consolecmd_main},
     {"run", runcmd_main},
-    {"client", client_main}, {"call", client_call_main},
+    {"client", client_main}, {"call", callcmd_main},
     {"version", version_main},
 };
 

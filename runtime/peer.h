@@ -1,0 +1,193 @@
+/*
+ * peer: the plumbing a command-line tool needs to talk to a herald server
+ * as a remote user (PROTOCOL.md), shared by `herald client` and `herald
+ * call`: interruptible waits, one blocking-style connection with its hello
+ * and welcome, frames as Lua tables encoded by lua-cjson, and the options
+ * both commands take.
+ */
+#ifndef HERALD_PEER_H
+#define HERALD_PEER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lua.h>
+
+#define PEER_DEFAULT_SERVER "127.0.0.1:7400"
+#define PEER_SID_MAX 80 /* a session ID's size, its NUL included */
+/*
+ * lua-cjson 2.1.0 (Debian's) has no empty-array value: an empty Lua table
+ * encodes as {}. Where a frame needs [], the table holds this string
+ * instead and peer_send_frame (or peer_json_encode with `patch`) writes
+ * [] in its place.
+ */
+#define PEER_EMPTY_ARRAY "\001herald:empty_array\001"
+
+enum { PEER_WAIT_SIGNAL = -2 };
+/* peer_read_frame's results */
+enum { PEER_RD_FRAME = 1, PEER_RD_TIMEOUT = 0, PEER_RD_CLOSED = -1,
+       PEER_RD_ERROR = -2, PEER_RD_SIGNAL = -3 };
+/* peer_handshake's results */
+enum { PEER_HS_OK = 0, PEER_HS_FAILED = -1, PEER_HS_REFUSED = -2,
+       PEER_HS_SIGNAL = -3 };
+
+/* One server connection and the identity it says hello with. */
+typedef struct peer peer_t;
+
+/* ---- time and signals ---- */
+
+/* Monotonic time in ms. */
+int64_t peer_now_ms(void);
+
+/*
+ * Catches SIGINT and SIGTERM, which then stay blocked except inside
+ * peer_wait_fd's ppoll, so a signal can only arrive while the tool waits,
+ * and every wait sees it at once (no race between testing the flag and
+ * sleeping). peer_signals_restore puts back the handlers and mask found;
+ * the two go in pairs, once at a time per process.
+ */
+void peer_signals_catch(void);
+void peer_signals_restore(void);
+/* In a forked child before exec: the mask the parent waits with, so the
+ * program started is not left with SIGINT and SIGTERM blocked. */
+void peer_signals_child(void);
+
+/*
+ * Waits until fd is ready for `events` (fd < 0: just sleeps) or until the
+ * monotonic time `deadline` (ms). Returns 1 when ready (errors and hang-ups
+ * count as ready: the next read or write reports them), 0 at the deadline,
+ * PEER_WAIT_SIGNAL when SIGINT/SIGTERM came (since peer_signals_catch) and
+ * `interruptible` is set, -1 with errno on failure.
+ */
+int peer_wait_fd(int fd, short events, int64_t deadline, int interruptible);
+
+/* ---- the connection ---- */
+
+/* A new peer, not connected, with no Lua state yet; NULL when out of
+ * memory. peer_free (NULL is fine) closes it and releases everything. */
+peer_t *peer_new(void);
+void peer_free(peer_t *p);
+
+/*
+ * Fills p's address (from `server`, the --server value, else
+ * HERALD_SERVER, else PEER_DEFAULT_SERVER) and identity (user, machine,
+ * sysuser; NULL for the defaults: login name, host name). `cmd` names the
+ * command in messages. Prints the error and returns -1 for an invalid
+ * value.
+ */
+int peer_setup(peer_t *p, const char *cmd, const char *server,
+               const char *user, const char *machine, const char *sysuser);
+
+/*
+ * Creates p's private Lua state with cjson loaded at stack index 1.
+ * Frames are built as Lua tables above it (peer_lua); callers restore the
+ * stack top they found. Building a frame runs unprotected: in this small
+ * state only a memory error can raise there, and Lua's default panic then
+ * aborts, which is the right end for an out-of-memory CLI. Returns 0, or
+ * -1 with the reason in err.
+ */
+int peer_json_open(peer_t *p, char *err, size_t errlen);
+lua_State *peer_lua(const peer_t *p);
+
+/* With `on`, peer_read_frame prints each frame's line on stdout, except
+ * message frames, which the caller echoes itself (client --json). */
+void peer_set_echo(peer_t *p, int on);
+/* "host:port" of the server, for messages. */
+const char *peer_addr(const peer_t *p);
+const char *peer_user(const peer_t *p);
+
+/*
+ * Connects and says hello, resuming peer_sid with the resume token when
+ * `resume` is set, and waits a bounded time for the answer, answering
+ * pings. PEER_HS_OK: connected, p holds the welcome's session.
+ * PEER_HS_REFUSED: the server answered `error`; code holds its code and
+ * err "code: message". PEER_HS_FAILED: err says why the connection
+ * failed. PEER_HS_SIGNAL: interrupted. The connection is closed on every
+ * result but PEER_HS_OK.
+ */
+int peer_handshake(peer_t *p, int resume, char *code, size_t codelen,
+                   char *err, size_t errlen);
+/* Closes the connection, if any; p can connect again. */
+void peer_close(peer_t *p);
+
+/* From the last welcome: the session ID, whether it came with a resume
+ * token, and the heartbeat in seconds. */
+const char *peer_sid(const peer_t *p);
+int peer_has_token(const peer_t *p);
+/* Forgets the resume token: the session cannot be resumed any more. */
+void peer_drop_token(peer_t *p);
+int peer_heartbeat(const peer_t *p);
+/* When the last bytes came from the server, and the last ping went. */
+int64_t peer_last_heard(const peer_t *p);
+int64_t peer_last_ping(const peer_t *p);
+
+/*
+ * Reads the next frame, waiting until the monotonic `deadline`.
+ * PEER_RD_FRAME: the decoded object is pushed (caller pops it).
+ * PEER_RD_TIMEOUT, PEER_RD_SIGNAL, PEER_RD_CLOSED and PEER_RD_ERROR push
+ * nothing; the last two say why in err.
+ */
+int peer_read_frame(peer_t *p, int64_t deadline, char *err, size_t errlen);
+/* Prints the last frame's text on stdout (client --json). */
+void peer_echo_line(const peer_t *p);
+
+/*
+ * Encodes the frame table on top of the stack (PEER_EMPTY_ARRAY markers
+ * as []), pops it and sends it, waiting a bounded time for the server to
+ * read. Returns 0 or -1 with the reason in err.
+ */
+int peer_send_frame(peer_t *p, char *err, size_t errlen);
+/* Sends a frame that has only a type ("pong", "bye"). */
+int peer_send_simple(peer_t *p, const char *type, char *err, size_t errlen);
+/* Sends a ping and records when (peer_last_ping). */
+int peer_send_ping(peer_t *p, char *err, size_t errlen);
+
+/* ---- JSON through lua-cjson (p's Lua state) ---- */
+
+/*
+ * Decodes s (len bytes) and pushes the value. Returns 0, or -1 with
+ * cjson's reason in err and nothing pushed.
+ */
+int peer_json_decode(peer_t *p, const char *s, size_t len, char *err,
+                     size_t errlen);
+/*
+ * Encodes the value at idx (left in place) into a new NUL-terminated
+ * string *out (caller frees), "\n"-terminated when `line` is set, with
+ * PEER_EMPTY_ARRAY markers as [] when `patch` is set. Returns 0 or -1
+ * with the reason in err.
+ */
+int peer_json_encode(peer_t *p, int idx, int line, int patch, char **out,
+                     size_t *outlen, char *err, size_t errlen);
+
+/* Field `key` of the table at idx as a string, or NULL. The string lives
+ * as long as the table. */
+const char *peer_field_str(lua_State *L, int idx, const char *key);
+/* Field `key` of the table at idx as an integer (cjson 2.1.0 decodes
+ * every number as a float). Returns 1 and sets *out, or 0. */
+int peer_field_int(lua_State *L, int idx, const char *key, long long *out);
+/* Is field `key` of the table at idx the string v? */
+int peer_field_is(lua_State *L, int idx, const char *key, const char *v);
+
+/* Pushes a new frame table {type = type}; the next two set its fields. */
+void peer_frame_new(lua_State *L, const char *type);
+void peer_frame_str(lua_State *L, const char *key, const char *v);
+void peer_frame_int(lua_State *L, const char *key, long long v);
+
+/* ---- command line ---- */
+
+/*
+ * When argv[*i] is the option `name` ("--server"), stores its value
+ * ("--server=V", or "--server V" taking the next argument, *i then moves
+ * past it) in *val and returns 1; returns 0 for any other argument, and
+ * -1 after printing the error when the value is missing.
+ */
+int peer_opt_value(const char *cmd, int argc, char **argv, int *i,
+                   const char *name, const char **val);
+/* Prints the hint to try `herald CMD --help`; returns the status, 2. */
+int peer_usage_error(const char *cmd);
+/* Parses a number of seconds >= 0 (> 0 when `positive`) for option
+ * `name` into *out; prints the error and returns -1 for a bad value. */
+int peer_parse_seconds(const char *cmd, const char *name, const char *s,
+                       int positive, double *out);
+
+#endif
