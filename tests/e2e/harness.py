@@ -281,6 +281,21 @@ class Server:
         return self.proc.returncode
 
 
+def message_status(srv, msg_id):
+    """{queued, delivered, acknowledged, pending: [ids]} or None (nil)."""
+    out = srv.lua(f"""
+local st = message_status({msg_id})
+if st == nil then print("nil") return end
+print(st.queued, st.delivered, st.acknowledged)
+for _, id in ipairs(st.pending) do print(id) end
+""").splitlines()
+    if out == ["nil"]:
+        return None
+    queued, delivered, acked = (int(x) for x in out[0].split("\t"))
+    return {"queued": queued, "delivered": delivered,
+            "acknowledged": acked, "pending": out[1:]}
+
+
 class HeraldTest(unittest.TestCase):
     """Base class: self.server() starts a server stopped after the test."""
 

@@ -17,8 +17,8 @@ import socket
 import struct
 import time
 
-from harness import HeraldTest
-from test_sessions import message_status, next_is_pong, send, sync
+from harness import HeraldTest, message_status
+from test_sessions import next_is_pong, send, sync
 
 # A short handshake timeout keeps the flood cases fast; the heartbeat
 # stays long so that no ping comes between the frames the tests read.

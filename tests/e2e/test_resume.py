@@ -14,7 +14,7 @@ import subprocess
 import threading
 import time
 
-from harness import HERALD, HeraldTest, Lines, Server
+from harness import HERALD, HeraldTest, Lines, Server, message_status
 
 # The client abbreviates a session ID to 8 characters and an ellipsis
 # ("…" in a UTF-8 locale, "..." otherwise).
@@ -59,21 +59,6 @@ def state_of(srv, sid):
     """The state of session sid in the snapshot, None when it is gone."""
     entry = states(srv).get(sid)
     return entry[1] if entry else None
-
-
-def message_status(srv, msg_id):
-    """{queued, delivered, acknowledged, pending: [ids]} or None (nil)."""
-    out = srv.lua(f"""
-local st = message_status({msg_id})
-if st == nil then print("nil") return end
-print(st.queued, st.delivered, st.acknowledged)
-for _, id in ipairs(st.pending) do print(id) end
-""").splitlines()
-    if out == ["nil"]:
-        return None
-    queued, delivered, acked = (int(x) for x in out[0].split("\t"))
-    return {"queued": queued, "delivered": delivered,
-            "acknowledged": acked, "pending": out[1:]}
 
 
 def sync(w):

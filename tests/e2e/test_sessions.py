@@ -9,7 +9,7 @@ import signal
 import tempfile
 import time
 
-from harness import HeraldTest, SCRIPTS
+from harness import HeraldTest, SCRIPTS, message_status
 
 # Prints the objects of a list as "key<TAB>type<TAB>value" lines, nested
 # tables as dotted keys, each object ended by "--". No JSON involved.
@@ -79,21 +79,6 @@ def parse_iso(text):
 
 def sessions(srv):
     return records(srv, "get_process_activity(SESSIONS_ONLY).sessions")
-
-
-def message_status(srv, msg_id):
-    """{queued, delivered, acknowledged, pending: [ids]} or None."""
-    out = srv.lua(f"""
-local st = message_status({msg_id})
-if st == nil then print("nil") return end
-print(st.queued, st.delivered, st.acknowledged)
-for _, id in ipairs(st.pending) do print(id) end
-""").splitlines()
-    if out == ["nil"]:
-        return None
-    queued, delivered, acked = (int(x) for x in out[0].split("\t"))
-    return {"queued": queued, "delivered": delivered,
-            "acknowledged": acked, "pending": out[1:]}
 
 
 def send(srv, text, sid=None):
