@@ -629,7 +629,10 @@ end
             big='return function() return #string.rep("x", 100 * 1024 * '
                 '1024) end\n',
             ok='return function() return "still here" end\n'),
-            config=FAST + "lua_memory_limit = 64 * 1024 * 1024\n")
+            # Time enough that memory runs out first, even under ASan or
+            # valgrind.
+            config=FAST + "lua_memory_limit = 64 * 1024 * 1024\n"
+            "method_timeout = 30\n")
         w = srv.wire("Vanessa")
         for i, name in enumerate(("bomb", "big"), start=1):
             with self.subTest(method=name):
