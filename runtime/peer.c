@@ -26,7 +26,9 @@
 
 #include "netaddr.h"
 
-#define LINE_MAX_BYTES (1024 * 1024) /* longest line accepted from a server */
+/* The longest line accepted from a server: a call's result may be a
+ * listing of every session (about 300 bytes each). */
+#define LINE_MAX_BYTES (64 * 1024 * 1024)
 #define READ_CHUNK 65536
 #define CONNECT_MS 10000
 #define HANDSHAKE_MS 10000           /* hello sent, welcome awaited */

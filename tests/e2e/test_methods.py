@@ -197,6 +197,17 @@ end
                                "float"])
 
 
+    def test_herald_call_prints_a_result_of_megabytes(self):
+        # A result may be far longer than max_frame (which bounds what the
+        # server reads): a listing of thousands of sessions, say.
+        srv = self.start(self.folder(
+            big='return function() return string.rep("x", 3 * 1024 * 1024) '
+                'end\n'))
+        r = srv.cli("call", "big")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout), "x" * (3 * 1024 * 1024))
+
+
 class ResultFrames(MethodsTest):
     def test_ok_result_has_exactly_type_id_ok_value(self):
         srv = self.start(self.folder(echo=ECHO))
