@@ -147,13 +147,7 @@ static void run_script(admin_client_t *ac) {
     return;
   }
   snprintf(chunkname, sizeof(chunkname), "@%s", name);
-  if (len > 0 && source[0] == '#') { /* a shebang line */
-    const char *nl = memchr(source, '\n', len);
-    size_t skip = nl != NULL ? (size_t)(nl - source) : len;
-    source += skip;
-    len -= skip;
-  }
-  if (luaL_loadbufferx(L, source, len, chunkname, "t") != LUA_OK) {
+  if (vm_load_source(L, source, len, chunkname) != LUA_OK) {
     log_info("script %s: %s", name, lua_tostring(L, -1));
     send_exit(ac, 1, lua_tostring(L, -1));
     lua_pop(L, 4);

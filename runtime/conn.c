@@ -256,18 +256,6 @@ int conn_send(conn_t *c, outbuf_t *b) {
   return 0;
 }
 
-int conn_send_copy(conn_t *c, const char *s, size_t len) {
-  outbuf_t *b = outbuf_copy(s, len);
-  int r;
-  if (b == NULL) {
-    conn_close(c);
-    return UV_ENOMEM;
-  }
-  r = conn_send(c, b);
-  outbuf_unref(b);
-  return r;
-}
-
 static void on_shutdown(uv_shutdown_t *req, int status) {
   conn_t *c = req->handle->data;
   /* After a clean shutdown keep reading until the peer's EOF, so that

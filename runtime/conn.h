@@ -56,8 +56,6 @@ void *conn_owner(const conn_t *c);
  * failed (it is then being closed). on_written follows for message frames.
  */
 int conn_send(conn_t *c, outbuf_t *b);
-/* Copies s into a new outbuf and sends it; same result as conn_send. */
-int conn_send_copy(conn_t *c, const char *s, size_t len);
 /* Bytes handed to the socket but not yet written. */
 size_t conn_queued_bytes(const conn_t *c);
 

@@ -24,8 +24,6 @@ int log_parse_level(const char *name, log_level_t *out) {
 
 void log_set_level(log_level_t level) { min_level = level; }
 
-log_level_t log_get_level(void) { return min_level; }
-
 void log_set_writer(log_writer_fn fn, void *data) {
   writer = fn;
   writer_data = data;

@@ -22,7 +22,6 @@ typedef void (*log_writer_fn)(const char *line, void *data);
 /* Returns 0 and sets *out for "debug", "info", "warn" or "error"; else -1. */
 int log_parse_level(const char *name, log_level_t *out);
 void log_set_level(log_level_t level);
-log_level_t log_get_level(void);
 /* NULL restores the default writer (stderr). */
 void log_set_writer(log_writer_fn fn, void *data);
 

@@ -33,26 +33,6 @@ static const char usage[] =
     "Exit status: 0 success, 1 the script failed (message and traceback on\n"
     "stderr), 2 usage error or server unreachable.\n";
 
-/* Reads the whole file at path into a new Lua string on L. */
-static int push_file(lua_State *L, const char *path) {
-  FILE *f = fopen(path, "rb");
-  luaL_Buffer b;
-  size_t n;
-  if (f == NULL) {
-    fprintf(stderr, "herald: run: cannot open %s: %s\n", path,
-            strerror(errno));
-    return -1;
-  }
-  luaL_buffinit(L, &b);
-  do {
-    n = fread(luaL_prepbuffer(&b), 1, LUAL_BUFFERSIZE, f);
-    luaL_addsize(&b, n);
-  } while (n == LUAL_BUFFERSIZE);
-  fclose(f);
-  luaL_pushresult(&b);
-  return 0;
-}
-
 /* Handles one frame from the server (a table on top of L, popped);
  * returns the script's exit status once it has ended, else -1. */
 static int on_frame(lua_State *L) {
@@ -94,7 +74,9 @@ static int run_remote(const char *socket_path, int argc, char **argv) {
   lua_setfield(L, -2, "type");
   lua_pushstring(L, name);
   lua_setfield(L, -2, "name");
-  if (push_file(L, argv[0]) < 0) {
+  if (vm_push_file(L, argv[0]) < 0) {
+    fprintf(stderr, "herald: run: cannot open %s: %s\n", argv[0],
+            strerror(errno));
     jsonline_close(j);
     return 2;
   }

@@ -41,7 +41,8 @@ struct server {
   int port;
   int64_t last_accept_warning;
   int reject;
-  int fanout; /* inside a send's walk over the sessions */
+  int fanout;       /* inside a send's walk over the sessions */
+  int fanout_ended; /* sessions that walk marked to end */
   int shutting_down;
   void (*on_shutdown)(void *data);
   void *on_shutdown_data;
@@ -59,11 +60,7 @@ uv_loop_t *server_loop(const server_t *srv) { return srv->loop; }
 
 lua_State *server_lua(const server_t *srv) { return srv->L; }
 
-int server_port(const server_t *srv) { return srv->port; }
-
 void server_set_reject(server_t *srv, int flag) { srv->reject = flag; }
-
-int server_get_reject(const server_t *srv) { return srv->reject; }
 
 const char *server_session_state(const server_t *srv, const session_t *s) {
   return session_state(s, clock_mono_ms(),
@@ -106,8 +103,10 @@ static void send_frame(session_t *s, outbuf_t *b) {
  */
 static void end_session(server_t *srv, session_t *s) {
   s->closing = 1;
-  if (srv->fanout)
+  if (srv->fanout) {
+    srv->fanout_ended++;
     return;
+  }
   if (s->conn != NULL) {
     conn_set_owner(s->conn, NULL);
     conn_end(s->conn);
@@ -188,9 +187,13 @@ long server_send_message(server_t *srv, const char *text, size_t len,
     for (size_t i = 0; i < n; i++)
       count += deliver(srv, all[i], b);
     srv->fanout = 0;
-    for (size_t i = n; i-- > 0;)
-      if (all[i]->closing)
+    /* A second walk only when the first one dropped someone. */
+    for (size_t i = n; srv->fanout_ended > 0 && i-- > 0;) {
+      if (all[i]->closing) {
+        srv->fanout_ended--;
         end_session(srv, all[i]);
+      }
+    }
   }
   slot = (size_t)(*msg_id % MESSAGE_HISTORY);
   outbuf_unref(srv->history[slot]);

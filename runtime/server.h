@@ -25,8 +25,6 @@ void server_free(server_t *srv);
 /* Binds and listens, and logs the address it listens on. Returns 0, or -1
  * with the reason in err. */
 int server_start(server_t *srv, char *err, size_t errlen);
-/* The port bound (useful with port 0). */
-int server_port(const server_t *srv);
 /* Drops every session with reason "server shutting down", stops accepting,
  * ends every process; the loop then runs out. Idempotent. */
 void server_shutdown(server_t *srv);
@@ -63,7 +61,6 @@ int server_send_to(server_t *srv, const char *id, outbuf_t *b);
  * existed, 0 if not. */
 int server_drop(server_t *srv, const char *id, const char *reason);
 void server_set_reject(server_t *srv, int flag);
-int server_get_reject(const server_t *srv);
 /* The session state as reported to Lua: active, sleeping or postponed. */
 const char *server_session_state(const server_t *srv, const session_t *s);
 

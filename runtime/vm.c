@@ -13,7 +13,6 @@ struct vm {
   lua_State *L;
   size_t used, limit;
   int enforcing;
-  int limit_hit;
 };
 
 /* lua_Alloc with a cap: refusing an allocation makes Lua raise "not enough
@@ -28,10 +27,8 @@ static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     vm->used -= old;
     return NULL;
   }
-  if (vm->enforcing && nsize > old && vm->used - old + nsize > vm->limit) {
-    vm->limit_hit = 1;
+  if (vm->enforcing && nsize > old && vm->used - old + nsize > vm->limit)
     return NULL;
-  }
   p = realloc(ptr, nsize);
   if (p != NULL)
     vm->used = vm->used - old + nsize;
@@ -76,8 +73,6 @@ void vm_free(vm_t *vm) {
 
 lua_State *vm_state(const vm_t *vm) { return vm->L; }
 
-size_t vm_memory_used(const vm_t *vm) { return vm->used; }
-
 int vm_enforce_limit(lua_State *L, int on) {
   void *ud;
   vm_t *vm;
@@ -94,11 +89,6 @@ void vm_reclaim(lua_State *L) {
   malloc_trim(0);
 }
 
-int vm_take_limit_hit(vm_t *vm) {
-  int hit = vm->limit_hit;
-  vm->limit_hit = 0;
-  return hit;
-}
 
 static int l_require(lua_State *L) {
   vm_require(L, luaL_checkstring(L, 1));
@@ -132,36 +122,53 @@ void vm_require(lua_State *L, const char *name) {
   lua_remove(L, -2);
 }
 
-int vm_load_file(lua_State *L, const char *path, const char *chunkname) {
+int vm_push_file(lua_State *L, const char *path) {
   FILE *f = fopen(path, "rb");
   luaL_Buffer b;
   size_t n;
+  int failed;
+
+  if (f == NULL)
+    return -1;
+  luaL_buffinit(L, &b);
+  do {
+    n = fread(luaL_prepbuffer(&b), 1, LUAL_BUFFERSIZE, f);
+    luaL_addsize(&b, n);
+  } while (n == LUAL_BUFFERSIZE);
+  failed = ferror(f);
+  fclose(f);
+  luaL_pushresult(&b);
+  if (failed) {
+    lua_pop(L, 1);
+    errno = EIO;
+    return -1;
+  }
+  return 0;
+}
+
+int vm_load_source(lua_State *L, const char *src, size_t len,
+                   const char *chunkname) {
+  /* The shebang line goes, its newline stays: line numbers hold. */
+  if (len > 0 && src[0] == '#') {
+    const char *nl = memchr(src, '\n', len);
+    size_t skip = nl != NULL ? (size_t)(nl - src) : len;
+    src += skip;
+    len -= skip;
+  }
+  return luaL_loadbufferx(L, src, len, chunkname, "t");
+}
+
+int vm_load_file(lua_State *L, const char *path, const char *chunkname) {
+  size_t len;
+  const char *src;
   int status;
 
-  if (f == NULL) {
+  if (vm_push_file(L, path) < 0) {
     lua_pushfstring(L, "cannot open %s: %s", chunkname + 1, strerror(errno));
     return LUA_ERRFILE;
   }
-  luaL_buffinit(L, &b);
-  do {
-    char *p = luaL_prepbuffer(&b);
-    n = fread(p, 1, LUAL_BUFFERSIZE, f);
-    luaL_addsize(&b, n);
-  } while (n == LUAL_BUFFERSIZE);
-  fclose(f);
-  luaL_pushresult(&b);
-  /* A first line starting with '#' (a shebang) is skipped, as lua does. */
-  {
-    size_t len;
-    const char *src = lua_tolstring(L, -1, &len);
-    if (len > 0 && src[0] == '#') {
-      const char *nl = memchr(src, '\n', len);
-      size_t skip = nl != NULL ? (size_t)(nl - src) : len;
-      status = luaL_loadbufferx(L, src + skip, len - skip, chunkname, "t");
-    } else {
-      status = luaL_loadbufferx(L, src, len, chunkname, "t");
-    }
-  }
+  src = lua_tolstring(L, -1, &len);
+  status = vm_load_source(L, src, len, chunkname);
   lua_remove(L, -2);
   return status;
 }

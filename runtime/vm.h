@@ -27,7 +27,6 @@ typedef struct vm vm_t;
 vm_t *vm_new(size_t limit, char *err, size_t errlen);
 void vm_free(vm_t *vm);
 lua_State *vm_state(const vm_t *vm);
-size_t vm_memory_used(const vm_t *vm);
 /*
  * The memory limit binds Lua code run by processes only: the server's own
  * work (decoding a frame, building a snapshot) must not fail because a
@@ -38,8 +37,6 @@ int vm_enforce_limit(lua_State *L, int on); /* returns the previous state */
 /* After a script ran out of memory: collects the garbage and hands freed
  * pages back to the system. */
 void vm_reclaim(lua_State *L);
-/* 1 after an allocation was refused for the limit (and clears the flag). */
-int vm_take_limit_hit(vm_t *vm);
 
 /*
  * Runs embedded module name (modules/NAME.lua) once and keeps its result:
@@ -56,11 +53,21 @@ void vm_require(lua_State *L, const char *name);
  */
 void vm_push_sandbox_env(lua_State *L);
 
+/* Pushes the contents of the file at path as a string and returns 0, or
+ * returns -1 with errno set (nothing pushed). */
+int vm_push_file(lua_State *L, const char *path);
+
 /*
- * Loads the Lua text file at path as a function named chunkname ("@name"
- * for messages that read "name:LINE: why"). Returns the luaL_load status
- * with the function, or the error message, pushed.
+ * Loads Lua text (binary chunks are refused) as a function named chunkname
+ * ("@name" for messages that read "name:LINE: why"), skipping a first line
+ * that starts with '#' as lua does. Returns the luaL_load status with the
+ * function, or the error message, pushed.
  */
+int vm_load_source(lua_State *L, const char *src, size_t len,
+                   const char *chunkname);
+
+/* vm_push_file then vm_load_source; a file that cannot be read gives
+ * LUA_ERRFILE with "cannot open NAME: why". */
 int vm_load_file(lua_State *L, const char *path, const char *chunkname);
 
 /*
