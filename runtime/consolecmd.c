@@ -14,6 +14,7 @@
 #include "config.h"
 #include "console.h"
 #include "jsonline.h"
+#include "sockpath.h"
 
 static const char usage[] =
     "usage: herald console [--socket PATH]\n"
@@ -21,6 +22,9 @@ static const char usage[] =
     "Attaches a Lua console to the running server through its admin socket\n"
     "(default $HERALD_SOCKET, else $XDG_RUNTIME_DIR/herald.sock, else\n"
     "/tmp/herald-$UID/herald.sock); only the server's own user or root may.\n"
+    "The socket is used only when its folder, the socket and the server on\n"
+    "it are yours or root's, and the folder is not writable by others\n"
+    "(unless sticky, as /tmp); else the exit status is 2.\n"
     "An expression prints its value; \\help lists the functions; Ctrl-C\n"
     "interrupts a running line; Ctrl-D or \\q leaves. From a pipe, each line\n"
     "read is evaluated and its output printed.\n";
@@ -231,7 +235,7 @@ int consolecmd_main(int argc, char **argv) {
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   const char *socket_path = getenv("HERALD_SOCKET");
-  char default_path[512];
+  char default_path[512], err[1024];
   int ch, status;
 
   opterr = 0;
@@ -255,10 +259,21 @@ int consolecmd_main(int argc, char **argv) {
     config_default_admin_socket(default_path, sizeof(default_path));
     socket_path = default_path;
   }
+  /* Lines go only to a server of the user's own (sockpath.h). */
+  if (sockpath_check(socket_path, err, sizeof(err)) < 0) {
+    fprintf(stderr, "herald: console: %s\n", err);
+    return 2;
+  }
   cc.j = jsonline_connect_unix(socket_path);
   if (cc.j == NULL) {
     fprintf(stderr, "herald: console: cannot reach the server at %s: %s\n",
             socket_path, strerror(errno));
+    return 2;
+  }
+  if (sockpath_check_peer(jsonline_fd(cc.j), socket_path, err,
+                          sizeof(err)) < 0) {
+    fprintf(stderr, "herald: console: %s\n", err);
+    jsonline_close(cc.j);
     return 2;
   }
   status = isatty(STDIN_FILENO) ? run_terminal() : run_piped();

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "process.h"
 #include "proto.h"
+#include "sockpath.h"
 #include "vm.h"
 
 static const char usage[] =
@@ -26,12 +27,14 @@ static const char usage[] =
     "output streams back here. The script sees its arguments as ... and\n"
     "arg[1..n]. --socket is the server's admin socket (default\n"
     "$HERALD_SOCKET, else $XDG_RUNTIME_DIR/herald.sock, else\n"
-    "/tmp/herald-$UID/herald.sock). --local runs the script here, with no\n"
-    "server: send_message_to_remote_user, drop_remote_user and\n"
-    "reject_new_remote_connections then do nothing.\n"
+    "/tmp/herald-$UID/herald.sock); it is used only when its folder, the\n"
+    "socket and the server on it are yours or root's, and the folder is not\n"
+    "writable by others (unless sticky, as /tmp). --local runs the script\n"
+    "here, with no server: send_message_to_remote_user, drop_remote_user\n"
+    "and reject_new_remote_connections then do nothing.\n"
     "\n"
     "Exit status: 0 success, 1 the script failed (message and traceback on\n"
-    "stderr), 2 usage error or server unreachable.\n";
+    "stderr), 2 usage error, server unreachable or its socket refused.\n";
 
 /* Handles one frame from the server (a table on top of L, popped);
  * returns the script's exit status once it has ended, else -1. */
@@ -57,15 +60,28 @@ static int on_frame(lua_State *L) {
 }
 
 static int run_remote(const char *socket_path, int argc, char **argv) {
-  jsonline_t *j = jsonline_connect_unix(socket_path);
+  jsonline_t *j;
   const char *name = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1
                                            : argv[0];
   lua_State *L;
+  char err[1024];
   int status = -1, r;
 
+  /* The script goes only to a server of the user's own (sockpath.h). */
+  if (sockpath_check(socket_path, err, sizeof(err)) < 0) {
+    fprintf(stderr, "herald: run: %s\n", err);
+    return 2;
+  }
+  j = jsonline_connect_unix(socket_path);
   if (j == NULL) {
     fprintf(stderr, "herald: run: cannot reach the server at %s: %s\n",
             socket_path, strerror(errno));
+    return 2;
+  }
+  if (sockpath_check_peer(jsonline_fd(j), socket_path, err,
+                          sizeof(err)) < 0) {
+    fprintf(stderr, "herald: run: %s\n", err);
+    jsonline_close(j);
     return 2;
   }
   L = jsonline_lua(j);
