@@ -29,6 +29,63 @@ void log_set_writer(log_writer_fn fn, void *data) {
   writer_data = data;
 }
 
+/*
+ * The length of the well-formed UTF-8 sequence that starts at s (2 to 4),
+ * or 0 (a stray or overlong byte, a surrogate, past U+10FFFF, or a
+ * sequence cut short: the NUL that ends s is not a continuation byte).
+ */
+static size_t utf8_length(const unsigned char *s) {
+  size_t n;
+  unsigned cp;
+
+  if (s[0] >= 0xC2 && s[0] <= 0xDF) {
+    n = 2;
+    cp = s[0] & 0x1Fu;
+  } else if (s[0] >= 0xE0 && s[0] <= 0xEF) {
+    n = 3;
+    cp = s[0] & 0x0Fu;
+  } else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
+    n = 4;
+    cp = s[0] & 0x07u;
+  } else {
+    return 0;
+  }
+  for (size_t i = 1; i < n; i++) {
+    if ((s[i] & 0xC0) != 0x80)
+      return 0;
+    cp = (cp << 6) | (s[i] & 0x3Fu);
+  }
+  if ((n == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+      (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+    return 0;
+  return n;
+}
+
+/*
+ * Replaces, in place, each control character by one '?': C0 but the tab,
+ * DEL, and C1 (U+0080..U+009F, two bytes in UTF-8), which some terminals
+ * obey as they would ESC and a letter (U+009B is CSI, ESC [). A byte that
+ * belongs to no well-formed UTF-8 sequence becomes '?' too: a lone 0x9B is
+ * CSI to a terminal in an 8-bit mode. Other characters stay as they are.
+ */
+static void defuse(char *text) {
+  unsigned char *in = (unsigned char *)text, *out = in;
+
+  while (*in != '\0') {
+    size_t n = *in < 0x80 ? 1 : utf8_length(in);
+    if (n == 0 || (n == 1 && ((*in < 0x20 && *in != '\t') || *in == 0x7f)) ||
+        (n == 2 && in[0] == 0xC2 && in[1] < 0xA0)) {
+      *out++ = '?';
+      in += n > 0 ? n : 1;
+    } else {
+      memmove(out, in, n);
+      out += n;
+      in += n;
+    }
+  }
+  *out = '\0';
+}
+
 void log_msg(log_level_t level, const char *fmt, ...) {
   char line[2048];
   size_t n;
@@ -44,9 +101,7 @@ void log_msg(log_level_t level, const char *fmt, ...) {
   va_end(ap);
   /* Names come from remote users: a control character in one must not
    * start a forged log line or drive the terminal. */
-  for (char *p = line + n; *p != '\0'; p++)
-    if (((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f)
-      *p = '?';
+  defuse(line + n);
   if (writer != NULL) {
     writer(line, writer_data);
   } else {

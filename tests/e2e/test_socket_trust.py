@@ -12,6 +12,9 @@ of a folder or a socket with os.chown, or of a listening socket with
 os.seteuid around listen() (the kernel keeps the listener's credentials
 from that moment for SO_PEERCRED). The fake server answers like a real
 one, so without the checks herald would print its output and exit 0.
+
+Also here: the log turns C1 control characters in a remote user's name
+into '?' (tests/unit/test_log.c has the byte-level cases).
 """
 import json
 import os
@@ -277,6 +280,20 @@ class RealServer(HeraldTest):
         os.chown(folder, ME, os.getgid())
         self.assertEqual(srv.lua('print("again")'), "again\n")
         self.assertNotIn("refused.lua", srv.log.text())
+
+
+class LogDefusesC1(HeraldTest):
+    def test_c1_controls_in_a_name_become_question_marks(self):
+        srv = self.server()
+        w = srv.wire()
+        # U+009B is CSI: "\u009b31m" would turn a terminal's text red.
+        welcome = w.hello("a\u009b31mred\u0085 caf\u00e9",
+                          machineName="m\u009dx")
+        self.assertEqual(welcome["type"], "welcome")
+        line = srv.wait_log(f"session {welcome['sessionID']} opened")
+        self.assertIn("opened: a?31mred? caf\u00e9@m?x", line)
+        for c1 in ("\u009b", "\u0085", "\u009d", "\u00c2"):
+            self.assertNotIn(c1, srv.log.text())
 
 
 if __name__ == "__main__":
