@@ -21,7 +21,11 @@
 
 local M = {}
 local methods = {}
-local mt = { __index = methods, __name = "collection" }
+-- Protected: no script may reach the methods every collection shares. This
+-- module (trusted, loaded before the state is sealed) looks with the debug
+-- library's getmetatable.
+local mt = { __index = methods, __name = "collection", __metatable = false }
+local getmetatable = debug.getmetatable
 
 local format, lower, find, match, sub =
   string.format, string.lower, string.find, string.match, string.sub
@@ -31,6 +35,7 @@ local function is(v)
 end
 
 local function wrap(t)
+  if getmetatable(t) == mt then return t end
   return setmetatable(t, mt)
 end
 

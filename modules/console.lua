@@ -15,8 +15,10 @@ local collection = require("collection")
 local M = {}
 
 local _G = _G
-local setmetatable, type, pairs, tostring, select, rawget, getmetatable =
-  setmetatable, type, pairs, tostring, select, rawget, getmetatable
+local setmetatable, type, pairs, tostring, select, rawget =
+  setmetatable, type, pairs, tostring, select, rawget
+-- Completion looks inside protected metatables (collections' methods).
+local getmetatable = debug.getmetatable
 local sort, concat = table.sort, table.concat
 local find, sub, match = string.find, string.sub, string.match
 

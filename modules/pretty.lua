@@ -30,7 +30,10 @@ local M = {}
 
 local type, next, rawget, select, tostring, pcall, error, ipairs =
   type, next, rawget, select, tostring, pcall, error, ipairs
-local getmetatable, load = getmetatable, load
+-- The console looks inside everything, protected metatables included
+-- (without the debug library, it looks where scripts do).
+local getmetatable = debug and debug.getmetatable or getmetatable
+local load = load
 local math_type, huge = math.type, math.huge
 local concat, insert = table.concat, table.insert
 local byte, find, fmt, gsub, match, rep, sub =

@@ -5,35 +5,139 @@
 #include <lua-cjson.h>
 #include <lualib.h>
 #include <malloc.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/*
+ * Lua memory is charged to accounts. Every block carries a header naming
+ * the account it is charged to (NULL: the server's own, and the console's,
+ * `herald run`'s and jobs'), so a free is credited to whoever holds the
+ * block, whichever process happens to run when the collector frees it.
+ */
+struct vm_account {
+  size_t used, limit;
+  int released; /* its owner is gone: freed with its last byte */
+};
+
+typedef union block_header {
+  vm_account_t *owner;
+  max_align_t align; /* keeps what follows aligned as malloc's own */
+} block_header_t;
+
 struct vm {
   lua_State *L;
-  size_t used, limit;
+  size_t used, limit;           /* every block; limit 0: none */
+  size_t pool_used, pool_limit; /* the blocks of all accounts together */
+  vm_account_t *current;        /* what new blocks are charged to */
+  vm_refusal_t refused;         /* the limit that refused last */
   int enforcing;
 };
 
-/* lua_Alloc with a cap: refusing an allocation makes Lua raise "not enough
- * memory" in the code that asked, after an emergency collection. */
+static void charge(vm_t *vm, vm_account_t *a, size_t n) {
+  vm->used += n;
+  if (a != NULL) {
+    a->used += n;
+    vm->pool_used += n;
+  }
+}
+
+static void uncharge(vm_t *vm, vm_account_t *a, size_t n) {
+  vm->used -= n;
+  if (a != NULL) {
+    a->used -= n;
+    vm->pool_used -= n;
+    if (a->released && a->used == 0)
+      free(a);
+  }
+}
+
+/* The limit that growing a block charged to from (old bytes) into nsize
+ * bytes charged to to would pass, or VM_REFUSED_NONE. */
+static vm_refusal_t over_limit(const vm_t *vm, const vm_account_t *from,
+                               const vm_account_t *to, size_t old,
+                               size_t nsize) {
+  if (vm->limit != 0 && vm->used - old + nsize > vm->limit)
+    return VM_REFUSED_TOTAL;
+  if (to != NULL) {
+    if (to->used - (from == to ? old : 0) + nsize > to->limit)
+      return VM_REFUSED_ACCOUNT;
+    if (vm->pool_used - (from != NULL ? old : 0) + nsize > vm->pool_limit)
+      return VM_REFUSED_POOL;
+  }
+  return VM_REFUSED_NONE;
+}
+
+/*
+ * lua_Alloc with the accounts and the caps: refusing an allocation makes
+ * Lua raise "not enough memory" in the code that asked, after an emergency
+ * collection. A block belongs to whoever last grew it, so a session that
+ * fills a table someone else made pays for the growth; shrinking (the
+ * collector's work) changes no owner.
+ */
 static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   vm_t *vm = ud;
+  block_header_t *h = ptr != NULL ? (block_header_t *)ptr - 1 : NULL;
   size_t old = ptr != NULL ? osize : 0;
-  void *p;
+  vm_account_t *from = h != NULL ? h->owner : NULL, *to;
 
   if (nsize == 0) {
-    free(ptr);
-    vm->used -= old;
+    free(h);
+    uncharge(vm, from, old);
     return NULL;
   }
-  if (vm->enforcing && nsize > old && vm->used - old + nsize > vm->limit)
+  to = nsize > old ? vm->current : from;
+  if (vm->enforcing && nsize > old) {
+    vm_refusal_t why = over_limit(vm, from, to, old, nsize);
+    if (why != VM_REFUSED_NONE) {
+      vm->refused = why;
+      return NULL;
+    }
+  }
+  h = realloc(h, sizeof(*h) + nsize);
+  if (h == NULL)
     return NULL;
-  p = realloc(ptr, nsize);
-  if (p != NULL)
-    vm->used = vm->used - old + nsize;
-  return p;
+  /* Charge first: uncharging may free a released account that is also
+   * the new owner. */
+  charge(vm, to, nsize);
+  uncharge(vm, from, old);
+  h->owner = to;
+  return h + 1;
 }
+
+vm_account_t *vm_account_new(size_t limit) {
+  vm_account_t *a = calloc(1, sizeof(*a));
+  if (a != NULL)
+    a->limit = limit;
+  return a;
+}
+
+void vm_account_release(vm_account_t *a) {
+  if (a == NULL)
+    return;
+  a->released = 1;
+  if (a->used == 0)
+    free(a);
+}
+
+size_t vm_account_used(const vm_account_t *a) { return a->used; }
+
+static vm_t *vm_of(lua_State *L) {
+  void *ud;
+  lua_getallocf(L, &ud);
+  return ud;
+}
+
+vm_account_t *vm_charge_to(lua_State *L, vm_account_t *a) {
+  vm_t *vm = vm_of(L);
+  vm_account_t *was = vm->current;
+  vm->current = a;
+  return was;
+}
+
+vm_refusal_t vm_last_refusal(lua_State *L) { return vm_of(L)->refused; }
 
 static int panic(lua_State *L) {
   fprintf(stderr, "herald: lua panic: %s\n", lua_tostring(L, -1));
@@ -59,8 +163,11 @@ vm_t *vm_new(size_t limit, char *err, size_t errlen) {
   lua_gc(vm->L, LUA_GCGEN, 0, 0);
   luaL_requiref(vm->L, "cjson", luaopen_cjson, 1);
   lua_pop(vm->L, 1);
-  /* The limit applies from here: the libraries must always load. */
+  /* The limits apply from here: the libraries must always load. Remote
+   * users' methods together may hold three quarters of the limit: the
+   * rest stays for the console, `herald run` and scheduled jobs. */
   vm->limit = limit;
+  vm->pool_limit = limit != 0 ? limit / 4 * 3 : SIZE_MAX;
   return vm;
 }
 
@@ -74,13 +181,9 @@ void vm_free(vm_t *vm) {
 lua_State *vm_state(const vm_t *vm) { return vm->L; }
 
 int vm_enforce_limit(lua_State *L, int on) {
-  void *ud;
-  vm_t *vm;
-  int was;
-  lua_getallocf(L, &ud);
-  vm = ud;
-  was = vm->enforcing;
-  vm->enforcing = on && vm->limit != 0;
+  vm_t *vm = vm_of(L);
+  int was = vm->enforcing;
+  vm->enforcing = on;
   return was;
 }
 
@@ -194,24 +297,16 @@ int vm_docall(lua_State *L, int nargs, int nresults) {
   return status;
 }
 
-/* Globals a sandboxed chunk may read, as they are. */
-static const char *const safe_globals[] = {
-    "assert",   "error",    "ipairs", "next",     "pairs",    "pcall",
-    "print",    "select",   "tonumber", "tostring", "type",   "xpcall",
-    "rawequal", "rawget",   "rawlen", "setmetatable", "_VERSION", NULL};
-/* Libraries a sandboxed chunk gets read-only copies of. */
-static const char *const safe_libs[] = {"string", "table", "math", "utf8",
-                                        "coroutine", NULL};
-static const char *const safe_os[] = {"time", "clock", "date", "difftime",
-                                      NULL};
+/* --- shared tables --------------------------------------------------- */
 
 static int readonly_newindex(lua_State *L) {
-  return luaL_error(L, "attempt to change a read-only library table");
+  return luaL_error(L, "attempt to change a read-only table");
 }
 
-/* Remembers the table at the top of the stack as shared by every sandbox:
+/* Remembers the table at idx as shared by every script: the guarded
  * rawset may not write to it. */
-static void mark_shared(lua_State *L) {
+static void mark_shared(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
   if (lua_getfield(L, LUA_REGISTRYINDEX, "herald.shared") != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_newtable(L);
@@ -222,72 +317,158 @@ static void mark_shared(lua_State *L) {
     lua_pushvalue(L, -1);
     lua_setfield(L, LUA_REGISTRYINDEX, "herald.shared");
   }
-  lua_pushvalue(L, -2);
+  lua_pushvalue(L, idx);
   lua_pushboolean(L, 1);
   lua_rawset(L, -3);
   lua_pop(L, 1);
 }
 
-/* rawset, except on the tables every sandbox shares: one method must not
- * change what another sees. */
-static int sandbox_rawset(lua_State *L) {
+/* The iterator pairs() gives for a frozen table: next over its hidden
+ * contents (upvalue 1), which the script never gets to hold. */
+static int frozen_next(lua_State *L) {
+  lua_settop(L, 2);
+  if (lua_next(L, lua_upvalueindex(1)) != 0)
+    return 2;
+  lua_pushnil(L);
+  return 1;
+}
+
+/* __pairs of a frozen table, so the console can still list and complete
+ * its names. */
+static int frozen_pairs(lua_State *L) {
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushcclosure(L, frozen_next, 1);
+  lua_pushvalue(L, 1);
+  lua_pushnil(L);
+  return 3;
+}
+
+/*
+ * Makes the table at idx read-only in place: its contents move to a hidden
+ * table that its __index reads, writes raise, and its metatable is
+ * protected. Every reference to it (a global, package.loaded, an upvalue)
+ * sees the same frozen table. Pushes the hidden table.
+ */
+static void freeze(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  lua_newtable(L);
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -4);
+  }
+  /* Clearing fields that exist is allowed during a traversal. */
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    lua_pushnil(L);
+    lua_rawset(L, idx);
+  }
+  lua_createtable(L, 0, 4);
+  lua_pushvalue(L, -2);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, readonly_newindex);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushvalue(L, -2);
+  lua_pushcclosure(L, frozen_pairs, 1);
+  lua_setfield(L, -2, "__pairs");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");
+  lua_setmetatable(L, idx);
+  mark_shared(L, idx);
+  mark_shared(L, -1);
+}
+
+/* --- guarded functions ---------------------------------------------- */
+
+/* rawset, except on the tables every script shares. */
+static int guarded_rawset(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checkany(L, 2);
   luaL_checkany(L, 3);
   lua_getfield(L, LUA_REGISTRYINDEX, "herald.shared");
   lua_pushvalue(L, 1);
   if (lua_rawget(L, -2) != LUA_TNIL)
-    return luaL_error(L, "attempt to change a read-only library table");
+    return luaL_error(L, "attempt to change a read-only table");
   lua_settop(L, 3);
   lua_rawset(L, 1);
   return 1;
 }
 
-/* Pushes a read-only proxy of a shallow copy of the table at idx (only the
- * listed keys, when keys is not NULL). */
-static void push_readonly_copy(lua_State *L, int idx,
-                               const char *const *keys) {
-  idx = lua_absindex(L, idx);
-  lua_newtable(L); /* proxy */
-  lua_newtable(L); /* its metatable */
-  lua_newtable(L); /* the copy */
-  if (keys != NULL) {
-    for (; *keys != NULL; keys++) {
-      lua_getfield(L, idx, *keys);
-      lua_setfield(L, -2, *keys);
-    }
-  } else {
-    lua_pushnil(L);
-    while (lua_next(L, idx) != 0) {
-      lua_pushvalue(L, -2);
-      lua_insert(L, -2);
-      lua_settable(L, -4);
-    }
-  }
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, readonly_newindex);
-  lua_setfield(L, -2, "__newindex");
-  lua_pushboolean(L, 0);
-  lua_setfield(L, -2, "__metatable");
-  lua_setmetatable(L, -2);
-  mark_shared(L);
-}
-
-/* getmetatable that will not hand out the shared string metatable, through
- * which a chunk could change string methods for everyone. */
-static int sandbox_getmetatable(lua_State *L) {
+/* getmetatable that will not hand out the shared string metatable. */
+static int guarded_getmetatable(lua_State *L) {
   luaL_checkany(L, 1);
-  if (lua_type(L, 1) == LUA_TSTRING) {
-    lua_pushnil(L);
-    return 1;
-  }
-  if (!lua_getmetatable(L, 1)) {
+  if (lua_type(L, 1) == LUA_TSTRING || !lua_getmetatable(L, 1)) {
     lua_pushnil(L);
     return 1;
   }
   luaL_getmetafield(L, 1, "__metatable");
   return 1;
 }
+
+/*
+ * setmetatable without finalizers: Lua runs __gc with hooks off, at any
+ * allocation of anyone, so a finalizer could hold the server where no
+ * limit reaches it. (A __gc added to the metatable later is never called:
+ * Lua marks an object for finalization only here.)
+ */
+static int guarded_setmetatable(lua_State *L) {
+  if (lua_type(L, 2) == LUA_TTABLE) {
+    lua_pushliteral(L, "__gc");
+    if (lua_rawget(L, 2) != LUA_TNIL)
+      return luaL_error(L, "setmetatable: finalizers (__gc) are not "
+                           "allowed in herald scripts");
+    lua_pop(L, 1);
+  }
+  lua_pushvalue(L, lua_upvalueindex(1)); /* the real setmetatable */
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, 1);
+  return 1;
+}
+
+static char process_thread_mark;
+
+void vm_mark_process_thread(lua_State *co) {
+  *(void **)lua_getextraspace(co) = &process_thread_mark;
+}
+
+/* coroutine.resume and coroutine.close (the real one is upvalue 1),
+ * except on a process's own coroutine: those belong to the scheduler, and
+ * a script that kept one must not drive another user's call. */
+static int guarded_coroutine_op(lua_State *L) {
+  lua_State *co = lua_tothread(L, 1);
+  if (co != NULL && *(void **)lua_getextraspace(co) == &process_thread_mark)
+    return luaL_error(L, "cannot resume or close a process's own "
+                         "coroutine");
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+/* Replaces t[name] (t at the top of the stack) with fn closed over the
+ * original. */
+static void guard_field(lua_State *L, const char *name, lua_CFunction fn) {
+  lua_getfield(L, -1, name);
+  lua_pushcclosure(L, fn, 1);
+  lua_setfield(L, -2, name);
+}
+
+/* --- the sandbox ----------------------------------------------------- */
+
+/* Globals a sandboxed chunk may read, as they are. */
+static const char *const safe_globals[] = {
+    "assert",   "error",    "ipairs", "next",     "pairs",    "pcall",
+    "print",    "select",   "tonumber", "tostring", "type",   "xpcall",
+    "rawequal", "rawget",   "rawlen", "rawset", "getmetatable",
+    "setmetatable", "_VERSION", NULL};
+/* Libraries a sandboxed chunk reads (frozen by vm_seal). */
+static const char *const safe_libs[] = {"string", "table", "math", "utf8",
+                                        "coroutine", NULL};
+static const char *const safe_os[] = {"time", "clock", "date", "difftime",
+                                      NULL};
 
 /* load for sandboxed code: text only, and never the global environment. */
 static int sandbox_load(lua_State *L) {
@@ -308,13 +489,9 @@ static int sandbox_load(lua_State *L) {
   return 1;
 }
 
-/* The allow-listed base, built once: the safe globals, read-only library
- * copies, and every global whose name is upper-case or that the herald
- * natives registered (listed in registry herald.natives). */
-static void push_sandbox_base(lua_State *L) {
-  if (lua_getfield(L, LUA_REGISTRYINDEX, "herald.sandbox") == LUA_TTABLE)
-    return;
-  lua_pop(L, 1);
+/* Builds the allow-listed base of every sandbox from the globals (the
+ * natives among them) and keeps it in the registry. */
+static void build_sandbox_base(lua_State *L) {
   lua_newtable(L);
   lua_pushglobaltable(L);
   for (const char *const *g = safe_globals; *g != NULL; g++) {
@@ -323,25 +500,24 @@ static void push_sandbox_base(lua_State *L) {
   }
   for (const char *const *lib = safe_libs; *lib != NULL; lib++) {
     lua_getfield(L, -1, *lib);
-    push_readonly_copy(L, -1, NULL);
-    lua_setfield(L, -4, *lib);
-    lua_pop(L, 1);
+    lua_setfield(L, -3, *lib);
   }
-  lua_getfield(L, -1, "os");
-  push_readonly_copy(L, -1, safe_os);
-  lua_setfield(L, -4, "os");
+  lua_newtable(L); /* os: a few functions */
+  lua_getfield(L, -2, "os");
+  for (const char *const *f = safe_os; *f != NULL; f++) {
+    lua_getfield(L, -1, *f);
+    lua_setfield(L, -3, *f);
+  }
   lua_pop(L, 1);
+  freeze(L, -1);
+  lua_pop(L, 1);
+  lua_setfield(L, -3, "os");
   lua_getfield(L, -1, "table");
   lua_getfield(L, -1, "unpack");
   lua_setfield(L, -4, "unpack");
-  lua_pop(L, 1);
-  lua_pop(L, 1); /* globals */
-  lua_pushcfunction(L, sandbox_getmetatable);
-  lua_setfield(L, -2, "getmetatable");
+  lua_pop(L, 2); /* table, globals */
   lua_pushcfunction(L, sandbox_load);
   lua_setfield(L, -2, "load");
-  lua_pushcfunction(L, sandbox_rawset);
-  lua_setfield(L, -2, "rawset");
   /* The natives and constants of API.md. */
   if (lua_getfield(L, LUA_REGISTRYINDEX, "herald.natives") == LUA_TTABLE) {
     lua_pushnil(L);
@@ -352,20 +528,65 @@ static void push_sandbox_base(lua_State *L) {
     }
   }
   lua_pop(L, 1);
-  mark_shared(L);
-  lua_pushvalue(L, -1);
+  mark_shared(L, -1);
   lua_setfield(L, LUA_REGISTRYINDEX, "herald.sandbox");
 }
 
-void vm_push_sandbox_env(lua_State *L) {
-  lua_newtable(L);
-  lua_newtable(L);
-  push_sandbox_base(L);
+void vm_seal(lua_State *L) {
+  static const char *const libs[] = {"string", "table",  "math", "utf8",
+                                     "coroutine", "os", "io", "debug",
+                                     "cjson", NULL};
+  lua_pushglobaltable(L);
+  lua_pushcfunction(L, guarded_rawset);
+  lua_setfield(L, -2, "rawset");
+  lua_pushcfunction(L, guarded_getmetatable);
+  lua_setfield(L, -2, "getmetatable");
+  guard_field(L, "setmetatable", guarded_setmetatable);
+  lua_getfield(L, -1, "coroutine");
+  guard_field(L, "resume", guarded_coroutine_op);
+  guard_field(L, "close", guarded_coroutine_op);
+  lua_pop(L, 1);
+  /* Strings find their methods in the hidden copy of string. */
+  lua_getfield(L, -1, "string");
+  freeze(L, -1);
+  lua_pushliteral(L, "");
+  lua_getmetatable(L, -1);
+  lua_pushvalue(L, -3);
   lua_setfield(L, -2, "__index");
-  /* getmetatable(_ENV) must not lead to the shared base. */
+  lua_pop(L, 4);
+  for (const char *const *lib = libs + 1; *lib != NULL; lib++) {
+    if (lua_getfield(L, -1, *lib) == LUA_TTABLE) {
+      freeze(L, -1);
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  build_sandbox_base(L);
+  freeze(L, -1);
+  lua_pop(L, 2);
+}
+
+static void push_env(lua_State *L, const char *base_key) {
+  lua_newtable(L);
+  lua_createtable(L, 0, 2);
+  if (base_key != NULL)
+    lua_getfield(L, LUA_REGISTRYINDEX, base_key);
+  else
+    lua_pushglobaltable(L);
+  lua_setfield(L, -2, "__index");
+  /* getmetatable(_ENV) must not lead to what every script shares. */
   lua_pushboolean(L, 0);
   lua_setfield(L, -2, "__metatable");
   lua_setmetatable(L, -2);
   lua_pushvalue(L, -1);
   lua_setfield(L, -2, "_G");
 }
+
+void vm_push_sandbox_env(lua_State *L) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, "herald.sandbox") != LUA_TTABLE)
+    build_sandbox_base(L); /* an unsealed state: tests, herald run --local */
+  lua_pop(L, 1);
+  push_env(L, "herald.sandbox");
+}
+
+void vm_push_full_env(lua_State *L) { push_env(L, NULL); }

@@ -34,6 +34,33 @@ lua_State *vm_state(const vm_t *vm);
  * around each slice a process runs.
  */
 int vm_enforce_limit(lua_State *L, int on); /* returns the previous state */
+/*
+ * Accounts of Lua memory. A remote session's processes are charged to its
+ * account: growing past the account's limit, or past what all accounts
+ * together may hold (three quarters of the state's limit, so the console,
+ * `herald run` and jobs keep a reserve), is refused while a process runs.
+ * Memory charged to no account is the server's, the console's, `herald
+ * run`'s and jobs', bound by the state's limit alone.
+ */
+typedef struct vm_account vm_account_t;
+typedef enum vm_refusal {
+  VM_REFUSED_NONE,
+  VM_REFUSED_TOTAL,   /* lua_memory_limit */
+  VM_REFUSED_ACCOUNT, /* the account's own limit */
+  VM_REFUSED_POOL,    /* what all accounts together may hold */
+} vm_refusal_t;
+
+vm_account_t *vm_account_new(size_t limit);
+/* Its owner is gone: the account goes when the last byte charged to it is
+ * freed (a method's globals may keep some alive). */
+void vm_account_release(vm_account_t *a);
+size_t vm_account_used(const vm_account_t *a);
+/* New blocks are charged to a (NULL: to no account) from now on; returns
+ * the account charged before. */
+vm_account_t *vm_charge_to(lua_State *L, vm_account_t *a);
+/* The limit that refused the last refused allocation. */
+vm_refusal_t vm_last_refusal(lua_State *L);
+
 /* After a script ran out of memory: collects the garbage and hands freed
  * pages back to the system. */
 void vm_reclaim(lua_State *L);
@@ -52,6 +79,23 @@ void vm_require(lua_State *L, const char *name);
  * natives must be registered before.
  */
 void vm_push_sandbox_env(lua_State *L);
+/* Pushes a fresh environment of the full kind (the console, `herald run`):
+ * its own globals table reading through to the real globals. */
+void vm_push_full_env(lua_State *L);
+
+/*
+ * Seals the state once every native is registered: the standard libraries,
+ * cjson and the globals become read-only for every script (their contents
+ * move behind a protected metatable), rawset refuses them, getmetatable
+ * hides the string metatable, setmetatable refuses finalizers (__gc), and
+ * coroutine.resume and close refuse a process's own coroutine. Builds the
+ * sandbox's base from what is there. The debug library of the full
+ * environment can still reach everything: the console's and `herald
+ * run`'s authors are the server's administrators.
+ */
+void vm_seal(lua_State *L);
+/* Marks co as a process's own coroutine (see vm_seal). */
+void vm_mark_process_thread(lua_State *co);
 
 /* Pushes the contents of the file at path as a string and returns 0, or
  * returns -1 with errno set (nothing pushed). */
