@@ -26,6 +26,9 @@ void config_defaults(config_t *c) {
   c->sleep_after = 600;
   c->method_timeout = 10;
   c->lua_memory_limit = 256L * 1024 * 1024;
+  c->session_memory_limit = 64L * 1024 * 1024;
+  c->max_calls_per_session = 16;
+  c->max_blocking = 0.5;
 }
 
 void config_default_admin_socket(char *out, size_t len) {
@@ -77,6 +80,9 @@ static const num_key_t num_keys[] = {
     NUM(sleep_after, 0, 0.01, 86400 * 365),
     NUM(method_timeout, 0, 0.001, 86400),
     NUM(lua_memory_limit, 1, 1024 * 1024, 1024.0 * 1024 * 1024 * 1024),
+    NUM(session_memory_limit, 1, 64 * 1024, 1024.0 * 1024 * 1024 * 1024),
+    NUM(max_calls_per_session, 1, 1, 100000),
+    NUM(max_blocking, 0, 0.01, 60),
 };
 #undef NUM
 

@@ -34,6 +34,9 @@ typedef struct config {
   double sleep_after;
   double method_timeout;
   long lua_memory_limit;
+  long session_memory_limit;  /* one session's running processes together */
+  long max_calls_per_session;
+  double max_blocking; /* seconds Lua may hold the loop without yielding */
   config_job_t *jobs;
   size_t njobs;
 } config_t;

@@ -18,11 +18,12 @@ struct conn {
   char *partial; /* the start of a line still waiting for its '\n' */
   size_t partial_len, partial_cap;
   size_t max_line;
-  size_t queued_bytes;
+  size_t queued_bytes, max_queued;
   uv_shutdown_t shutdown_req;
   uv_timer_t *end_timer; /* only while ending */
   unsigned closing : 1;
   unsigned ending : 1;
+  unsigned overflowed : 1;
 };
 
 typedef struct write_req {
@@ -61,6 +62,10 @@ void conn_set_handler(conn_t *c, const conn_handler_t *handler) {
 }
 
 size_t conn_queued_bytes(const conn_t *c) { return c->queued_bytes; }
+
+void conn_set_max_queued(conn_t *c, size_t max) { c->max_queued = max; }
+
+int conn_overflowed(const conn_t *c) { return c->overflowed; }
 
 int conn_is_closing(const conn_t *c) { return c->closing || c->ending; }
 
@@ -253,6 +258,15 @@ int conn_send(conn_t *c, outbuf_t *b) {
     return r;
   }
   c->queued_bytes += w->len;
+  if (c->max_queued != 0 && c->queued_bytes > c->max_queued) {
+    /* The peer does not read: whatever we send (messages, results,
+     * pongs, errors), it may not make us hold more. Closing is
+     * asynchronous, so the caller's session is still there when this
+     * returns; on_close tells its owner. */
+    c->overflowed = 1;
+    conn_close(c);
+    return UV_ENOBUFS;
+  }
   return 0;
 }
 

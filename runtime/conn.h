@@ -58,6 +58,10 @@ void *conn_owner(const conn_t *c);
 int conn_send(conn_t *c, outbuf_t *b);
 /* Bytes handed to the socket but not yet written. */
 size_t conn_queued_bytes(const conn_t *c);
+/* Past max bytes queued (0: no limit), conn_send closes the connection
+ * (asynchronously: on_close follows) and conn_overflowed says why. */
+void conn_set_max_queued(conn_t *c, size_t max);
+int conn_overflowed(const conn_t *c);
 
 /* Sends what is queued, then closes: the graceful end after an error or a
  * drop frame. Lines that arrive meanwhile are discarded. The connection is

@@ -42,8 +42,8 @@ static void reply(server_t *srv, const char *session_id, outbuf_t *b) {
 }
 
 static void reply_error(server_t *srv, const char *session_id,
-                        lua_Integer id, const char *msg) {
-  reply(srv, session_id, proto_result_error(server_lua(srv), id, msg));
+                        lua_Integer id, const char *code, const char *msg) {
+  reply(srv, session_id, proto_result_error(server_lua(srv), id, code, msg));
 }
 
 /* The first line of a Lua error, without its traceback: what the caller
@@ -53,14 +53,28 @@ static void first_line(const char *err, char *out, size_t len) {
   snprintf(out, len, "%.*s", (int)n, err);
 }
 
+/* The result code of a process that ended with an error. */
+static const char *error_code(const process_t *p, int status) {
+  if (status == LUA_ERRMEM)
+    return "out_of_memory";
+  if (p->killed)
+    return "timeout"; /* its time, or the loop's, ran out */
+  return "failed";
+}
+
 static void on_method_done(process_t *p, int status, lua_State *co, int nres,
                            const char *err, void *data) {
   pending_call_t *call = data;
   server_t *srv = call->srv;
   lua_State *L = server_lua(srv);
+  session_t *s = session_find(server_sessions(srv), p->session_id);
   char why[1024];
 
-  if (status == LUA_OK) {
+  if (s != NULL)
+    s->calls--;
+  if (s == NULL || s->closing) {
+    /* Its session ended: the result goes nowhere. */
+  } else if (status == LUA_OK) {
     outbuf_t *b;
     /* One result travels: the first (nil when there is none). */
     if (nres == 0)
@@ -75,21 +89,31 @@ static void on_method_done(process_t *p, int status, lua_State *co, int nres,
       snprintf(msg, sizeof(msg), "method %s: its result cannot be sent as "
                "JSON: %s", p->name, why);
       log_warn("session %s: %s", p->session_id, msg);
-      reply_error(srv, p->session_id, call->id, msg);
+      reply_error(srv, p->session_id, call->id, "failed", msg);
     } else {
       reply(srv, p->session_id, b);
     }
   } else if (status == LUA_ERRMEM) {
-    snprintf(why, sizeof(why), "method %s: out of memory (lua_memory_limit "
-             "is %ld bytes)", p->name, server_config(srv)->lua_memory_limit);
+    const config_t *cfg = server_config(srv);
+    vm_refusal_t limit = vm_last_refusal(L);
+    snprintf(why, sizeof(why), "method %s: out of memory (%s is %ld bytes)",
+             p->name,
+             limit == VM_REFUSED_ACCOUNT ? "session_memory_limit"
+             : limit == VM_REFUSED_POOL  ? "remote users' share of "
+                                           "lua_memory_limit"
+                                         : "lua_memory_limit",
+             limit == VM_REFUSED_ACCOUNT ? cfg->session_memory_limit
+             : limit == VM_REFUSED_POOL  ? cfg->lua_memory_limit / 4 * 3
+                                         : cfg->lua_memory_limit);
     log_warn("session %s: %s", p->session_id, why);
-    reply_error(srv, p->session_id, call->id, why);
-    vm_reclaim(L);
+    reply_error(srv, p->session_id, call->id, "out_of_memory", why);
   } else {
     log_warn("session %s: method %s failed: %s", p->session_id, p->name, err);
     first_line(err, why, sizeof(why));
-    reply_error(srv, p->session_id, call->id, why);
+    reply_error(srv, p->session_id, call->id, error_code(p, status), why);
   }
+  if (status == LUA_ERRMEM)
+    vm_reclaim(L);
   free(call);
 }
 
@@ -160,8 +184,8 @@ static int l_keep(lua_State *L) {
  * Pushes the function a call of method name runs, and returns how many
  * values it pushed before the call's own arguments: the kept function (1),
  * or, when the file is new or changed, the loader with keep, the name and
- * the freshly loaded file (4). Returns -1 with the reason in why (nothing
- * pushed).
+ * the freshly loaded file (4). Returns -1 for an unknown method, -2 for a
+ * file that does not load, with the reason in why (nothing pushed).
  */
 static int push_method(server_t *srv, lua_State *L, const char *name,
                        char *why, size_t whylen) {
@@ -207,11 +231,33 @@ static int push_method(server_t *srv, lua_State *L, const char *name,
   if (vm_load_file(L, path, chunkname) != LUA_OK) {
     snprintf(why, whylen, "method %s: %s", name, lua_tostring(L, -1));
     lua_pop(L, 4);
-    return -1;
+    return -2;
   }
   vm_push_sandbox_env(L);
   lua_setupvalue(L, -2, 1);
   return 4;
+}
+
+/* The length of the JSON array at idx (a table whose keys are exactly 1..n,
+ * n at most MAX_ARGS), or -1 for anything else. An empty object decodes as
+ * an empty table too, and passes as no arguments. */
+static lua_Integer array_length(lua_State *L, int idx) {
+  lua_Integer n, keys = 0;
+  if (!lua_istable(L, idx))
+    return -1;
+  idx = lua_absindex(L, idx);
+  n = (lua_Integer)lua_rawlen(L, idx);
+  if (n > MAX_ARGS)
+    return -1;
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    lua_pop(L, 1);
+    if (++keys > n || !lua_isinteger(L, -1)) {
+      lua_pop(L, 1);
+      return -1;
+    }
+  }
+  return keys == n ? n : -1;
 }
 
 void methods_call(server_t *srv, session_t *s, lua_State *L) {
@@ -237,26 +283,37 @@ void methods_call(server_t *srv, session_t *s, lua_State *L) {
     snprintf(why, sizeof(why), "call: 'method' must be a name of letters, "
              "digits and '_' (at most %d)", MAX_NAME);
     lua_pop(L, 1);
-    reply_error(srv, s->id, id, why);
+    reply_error(srv, s->id, id, "unknown_method", why);
     return;
   }
   lua_getfield(L, -2, "args");
-  if (!lua_isnil(L, -1) && (!lua_istable(L, -1) ||
-                            (nargs = (lua_Integer)lua_rawlen(L, -1)) >
-                                MAX_ARGS)) {
+  if (!lua_isnil(L, -1) && (nargs = array_length(L, -1)) < 0) {
     snprintf(why, sizeof(why), "call: 'args' must be an array of at most "
              "%d values", MAX_ARGS);
     lua_pop(L, 2);
-    reply_error(srv, s->id, id, why);
+    reply_error(srv, s->id, id, "bad_args", why);
+    return;
+  }
+  if (s->calls >= cfg->max_calls_per_session) {
+    snprintf(why, sizeof(why), "method %s: this session already runs %d "
+             "calls (max_calls_per_session)", name, s->calls);
+    lua_pop(L, 2);
+    log_info("session %s: %s", s->id, why);
+    reply_error(srv, s->id, id, "busy", why);
     return;
   }
   pushed = push_method(srv, L, name, why, sizeof(why));
   if (pushed < 0) {
     lua_pop(L, 2);
     log_info("session %s: %s", s->id, why);
-    reply_error(srv, s->id, id, why);
+    reply_error(srv, s->id, id, pushed == -1 ? "unknown_method" : "failed",
+                why);
     return;
   }
+  /* A session's account comes with its first call: most sessions never
+   * call, and cost nothing for it. */
+  if (s->account == NULL)
+    s->account = vm_account_new((size_t)cfg->session_memory_limit);
   luaL_checkstack(L, (int)nargs + 4, "call arguments");
   /* Stack: method, args, what push_method pushed. */
   args = lua_gettop(L) - pushed;
@@ -272,7 +329,8 @@ void methods_call(server_t *srv, session_t *s, lua_State *L) {
   call = malloc(sizeof(*call));
   if (call == NULL) {
     lua_pop(L, (int)nargs + pushed + 2);
-    reply_error(srv, s->id, id, "the server is out of memory");
+    reply_error(srv, s->id, id, "out_of_memory",
+                "the server is out of memory");
     return;
   }
   call->srv = srv;
@@ -282,11 +340,16 @@ void methods_call(server_t *srv, session_t *s, lua_State *L) {
   opts.name = name;
   opts.session_id = s->id;
   opts.timeout = cfg->method_timeout;
+  opts.account = s->account;
   opts.on_done = on_method_done;
   opts.data = call;
+  /* Counted first: the process may end before process_spawn returns. */
+  s->calls++;
   if (process_spawn(L, pushed - 1 + (int)nargs, &opts) < 0) {
+    s->calls--;
     free(call);
-    reply_error(srv, s->id, id, "the server cannot start a process now");
+    reply_error(srv, s->id, id, "out_of_memory",
+                "the server cannot start a process now");
   }
   lua_pop(L, 2);
 }

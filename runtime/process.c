@@ -1,6 +1,7 @@
 #include "process.h"
 
 #include <lauxlib.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,9 @@
  * before it lets the loop serve the network. */
 #define HOOK_INSTRUCTIONS 1000
 #define SLICE_NS (10 * 1000000LL)
+/* How long one turn of the loop runs processes before it serves the
+ * network again; those still ready wait for the next turn, in order. */
+#define TURN_BUDGET_NS (20 * 1000000LL)
 /* Finished coroutines kept for the next processes: a call to a small
  * method costs less when its coroutine need not be made and collected. */
 #define SPARE_THREADS 64
@@ -28,7 +32,15 @@ static struct {
   int next_number;
   int spare[SPARE_THREADS]; /* registry refs of reset coroutines */
   int nspare;
-} sched;
+  /* The loop is held by Lua since this time (0: it is back to polling),
+   * and how long it may be without a chance to serve the network. */
+  uv_prepare_t before_poll;
+  int64_t busy_since_ns, max_blocking_ns;
+  int runaway; /* Lua outside any process is being stopped */
+} sched = {.max_blocking_ns = 500 * 1000000LL};
+
+/* Set from a signal handler: every Lua code is to stop now. */
+static volatile sig_atomic_t stop_requested;
 
 static void step(process_t *p);
 
@@ -57,21 +69,40 @@ process_t *process_find(int number) {
   return NULL;
 }
 
+/* Written on the loop only; the watchdog's thread reads it. */
+static void set_busy_since(int64_t ns) {
+  __atomic_store_n(&sched.busy_since_ns, ns, __ATOMIC_RELAXED);
+}
+
+int64_t process_busy_since(void) {
+  return __atomic_load_n(&sched.busy_since_ns, __ATOMIC_RELAXED);
+}
+
+/* How long the loop has been held by Lua in this turn. */
+static int64_t busy_for(int64_t now) {
+  return sched.busy_since_ns != 0 ? now - sched.busy_since_ns : 0;
+}
+
 static void on_idle(uv_idle_t *h) {
-  /* One slice for each process that was ready when this turn began;
-   * those that yield again wait for the next turn, after the network. */
-  process_t *p = sched.ready_head, *last = sched.ready_tail;
+  /* A slice for each process that was ready when this turn began, while
+   * the turn's budget lasts (one at least); the others keep their place
+   * for the next turn, after the network. */
+  process_t *last = sched.ready_tail;
+  int ran = 0;
   (void)h;
-  sched.ready_head = sched.ready_tail = NULL;
-  while (p != NULL) {
-    process_t *next = p->next_ready;
+  while (sched.ready_head != NULL &&
+         (!ran || busy_for(clock_mono_ns()) < TURN_BUDGET_NS)) {
+    process_t *p = sched.ready_head;
     int was_last = p == last;
+    sched.ready_head = p->next_ready;
+    if (sched.ready_head == NULL)
+      sched.ready_tail = NULL;
     p->next_ready = NULL;
     p->queued = 0;
     step(p);
+    ran = 1;
     if (was_last)
       break;
-    p = next;
   }
   if (sched.ready_head == NULL)
     uv_idle_stop(&sched.idle);
@@ -102,15 +133,64 @@ static void unqueue(process_t *p) {
   p->queued = 0;
 }
 
+/* Runs p now while this turn's budget lasts, else queues it. */
+static void run_or_queue(process_t *p) {
+  if (busy_for(clock_mono_ns()) < TURN_BUDGET_NS)
+    step(p);
+  else
+    make_ready(p);
+}
+
+/* The loop is about to wait for the network: nothing holds it now. */
+static void on_before_poll(uv_prepare_t *h) {
+  (void)h;
+  set_busy_since(0);
+  sched.runaway = 0;
+}
+
+static void hook(lua_State *L, lua_Debug *ar);
+
 void process_init(uv_loop_t *loop, lua_State *L) {
   sched.loop = loop;
   sched.L = L;
   sched.next_number = 1;
   uv_idle_init(loop, &sched.idle);
   uv_unref((uv_handle_t *)&sched.idle);
+  uv_prepare_init(loop, &sched.before_poll);
+  uv_prepare_start(&sched.before_poll, on_before_poll);
+  uv_unref((uv_handle_t *)&sched.before_poll);
+  /* On the main state too: every coroutine inherits it, and code the
+   * server runs outside processes (a console's printer calling a
+   * script's __tostring) is bounded like the rest. */
+  lua_sethook(L, hook, LUA_MASKCOUNT, HOOK_INSTRUCTIONS);
 }
 
+void process_set_limits(double max_blocking) {
+  sched.max_blocking_ns = (int64_t)(max_blocking * 1e9);
+}
+
+void process_request_stop(void) { stop_requested = 1; }
+
 static void on_timer_closed(uv_handle_t *h) { free(h); }
+
+/*
+ * Resets p's coroutine for the next process. That runs the __close
+ * handlers still pending in it (a process ended by an error or while
+ * suspended) as code of a killed process: each ends at its first
+ * instruction, so none can hold the loop.
+ */
+static int reset_thread(process_t *p) {
+  process_t *outer = sched.running;
+  int status;
+  if (!p->killed)
+    snprintf(p->kill_reason, sizeof(p->kill_reason), "%s %s: ended",
+             type_label(p), p->name);
+  p->killed = 1;
+  sched.running = p;
+  status = lua_resetthread(p->co);
+  sched.running = outer;
+  return status;
+}
 
 /* Calls on_done and releases everything the process holds. */
 static void finish(process_t *p, int status, int nres, const char *err) {
@@ -123,7 +203,7 @@ static void finish(process_t *p, int status, int nres, const char *err) {
     uv_close((uv_handle_t *)p->timer, on_timer_closed);
   sched.all[p->index] = sched.all[--sched.count];
   sched.all[p->index]->index = p->index;
-  if (sched.nspare < SPARE_THREADS && lua_resetthread(p->co) == LUA_OK)
+  if (sched.nspare < SPARE_THREADS && reset_thread(p) == LUA_OK)
     sched.spare[sched.nspare++] = p->co_ref;
   else
     luaL_unref(sched.L, LUA_REGISTRYINDEX, p->co_ref);
@@ -142,37 +222,68 @@ static void finish_error(process_t *p, int status) {
   lua_pop(L, 1);
 }
 
+/* Marks p to be ended with the reason; the hook does the rest. */
+static void condemn(process_t *p, const char *fmt, double seconds) {
+  p->killed = 1;
+  snprintf(p->kill_reason, sizeof(p->kill_reason), fmt, type_label(p),
+           p->name, seconds);
+}
+
 /*
- * Hook on every process coroutine (and, by inheritance, on coroutines its
- * code creates). Only the process's own coroutine may yield to the loop:
- * yielding a nested coroutine would return early into the script's own
- * coroutine.resume. A killed process whose code cannot yield here gets an
- * error instead, again at every check, until its frames unwind to a point
- * where it can.
+ * The count hook, on every thread. It yields the process's own coroutine
+ * when its slice is used up. It ends a process that passed its timeout, or
+ * that held the loop longer than max_blocking where it cannot yield (a
+ * nested coroutine, a callback from C, a metamethod called by C, a __close
+ * handler): then every thread it runs raises at every instruction, so no
+ * pcall can catch the error and loop, until its frames unwind to where the
+ * process can be ended. Lua that runs outside any process (the console's
+ * printer calling a script's __tostring) is stopped the same way until the
+ * loop is back to polling.
  */
 static void hook(lua_State *L, lua_Debug *ar) {
   process_t *p = sched.running;
-  int64_t now;
+  int64_t now = clock_mono_ns();
+  int own = p != NULL && L == p->co && lua_isyieldable(L);
   (void)ar;
-  if (p == NULL)
-    return;
-  now = clock_mono_ns();
-  if (!p->killed && p->timeout_ns > 0 &&
-      p->cpu_ns + (now - p->slice_start_ns) > p->timeout_ns) {
-    p->killed = 1;
-    snprintf(p->kill_reason, sizeof(p->kill_reason),
-             "%s %s: timed out after %g s", type_label(p), p->name,
-             (double)p->timeout_ns / 1e9);
+  if (sched.busy_since_ns == 0)
+    set_busy_since(now);
+  if (p != NULL && !p->killed) {
+    if (stop_requested) {
+      condemn(p, "%s %s: the server is shutting down", 0);
+    } else if (p->timeout_ns > 0 &&
+               p->cpu_ns + (now - p->slice_start_ns) > p->timeout_ns) {
+      condemn(p, "%s %s: timed out after %g s",
+              (double)p->timeout_ns / 1e9);
+    } else if (!own && busy_for(now) > sched.max_blocking_ns) {
+      condemn(p, "%s %s: held the server for more than %g s where it "
+                 "could not yield (a nested coroutine, a metamethod or a "
+                 "function called from C)",
+              (double)sched.max_blocking_ns / 1e9);
+      log_warn("process %d: %s", p->number, p->kill_reason);
+    }
+  } else if (p == NULL && !sched.runaway &&
+             (stop_requested || busy_for(now) > sched.max_blocking_ns)) {
+    sched.runaway = 1;
+    if (!stop_requested)
+      log_warn("lua code outside any process held the server for more "
+               "than %g s; stopping it", (double)sched.max_blocking_ns / 1e9);
   }
-  if (p->killed) {
+  if ((p != NULL && p->killed) || (p == NULL && sched.runaway)) {
     /* In a hook, lua_yield returns and Lua yields once the hook ends. */
-    if (L == p->co && lua_isyieldable(L)) {
+    if (own) {
       lua_yield(L, 0);
       return;
     }
-    luaL_error(L, "%s", p->kill_reason);
+    lua_sethook(L, hook, LUA_MASKCOUNT, 1);
+    luaL_error(L, "%s", p != NULL ? p->kill_reason
+                                  : "stopped: held the server too long");
+    return;
   }
-  if (L == p->co && now - p->slice_start_ns > SLICE_NS && lua_isyieldable(L))
+  /* A thread left at every instruction by an earlier stop goes back to
+   * the usual pace. */
+  if (lua_gethookcount(L) != HOOK_INSTRUCTIONS)
+    lua_sethook(L, hook, LUA_MASKCOUNT, HOOK_INSTRUCTIONS);
+  if (own && now - p->slice_start_ns > SLICE_NS)
     lua_yield(L, 0);
 }
 
@@ -180,6 +291,7 @@ static void hook(lua_State *L, lua_Debug *ar) {
 static void step(process_t *p) {
   int status, nres = 0, nargs = p->nargs, enforcing;
   process_t *outer = sched.running; /* a process may start another */
+  vm_account_t *account;
   int64_t end;
 
   if (p->killed) {
@@ -189,13 +301,23 @@ static void step(process_t *p) {
   p->nargs = 0;
   p->state = PROCESS_EXECUTING;
   p->slice_start_ns = clock_mono_ns();
+  if (sched.busy_since_ns == 0)
+    set_busy_since(p->slice_start_ns);
   sched.running = p;
   enforcing = vm_enforce_limit(sched.L, 1);
+  account = vm_charge_to(sched.L, p->account);
   status = lua_resume(p->co, sched.L, nargs, &nres);
+  vm_charge_to(sched.L, account);
   vm_enforce_limit(sched.L, enforcing);
   sched.running = outer;
   end = clock_mono_ns();
   p->cpu_ns += end - p->slice_start_ns;
+  /* Only one call into C that never returns to Lua can hold a slice this
+   * long (a pathological pattern match): no hook runs inside it. */
+  if (end - p->slice_start_ns > sched.max_blocking_ns + SLICE_NS)
+    log_warn("process %d (%s %s) held the server for %.2f s in one call "
+             "into C", p->number, type_label(p), p->name,
+             (double)(end - p->slice_start_ns) / 1e9);
   if (p->killed) {
     finish(p, LUA_ERRRUN, 0, p->kill_reason);
   } else if (status == LUA_YIELD) {
@@ -243,6 +365,7 @@ int process_spawn(lua_State *L, int nargs, const process_opts_t *o) {
   p->timeout_ns = (int64_t)(o->timeout * 1e9);
   p->opts = *o;
   p->opts.name = p->opts.session_id = NULL; /* copied above */
+  p->account = o->account;
   if (sched.nspare > 0) {
     p->co_ref = sched.spare[--sched.nspare];
     lua_rawgeti(L, LUA_REGISTRYINDEX, p->co_ref);
@@ -251,6 +374,7 @@ int process_spawn(lua_State *L, int nargs, const process_opts_t *o) {
   } else {
     p->co = lua_newthread(L);
     p->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    vm_mark_process_thread(p->co);
   }
   lua_sethook(p->co, hook, LUA_MASKCOUNT, HOOK_INSTRUCTIONS);
   /* lua_xmove does not grow the coroutine's stack by itself. */
@@ -265,14 +389,14 @@ int process_spawn(lua_State *L, int nargs, const process_opts_t *o) {
   p->index = sched.count;
   sched.all[sched.count++] = p;
   number = p->number;
-  step(p); /* may end and free p */
+  run_or_queue(p); /* may end and free p */
   return number;
 }
 
 static void on_delay_done(uv_timer_t *t) {
   process_t *p = t->data;
   p->delaying = 0;
-  step(p);
+  run_or_queue(p);
 }
 
 int process_lua_delay(lua_State *L) {
@@ -310,6 +434,16 @@ void process_kill(process_t *p, const char *why) {
   finish(p, LUA_ERRRUN, 0, p->kill_reason);
 }
 
+void process_kill_session(const char *session_id, const char *why) {
+  /* Backwards: finishing moves the last process into the hole. */
+  for (size_t i = sched.count; i-- > 0;) {
+    process_t *p = sched.all[i];
+    if (i < sched.count && strcmp(p->session_id, session_id) == 0 &&
+        !p->killed)
+      process_kill(p, why);
+  }
+}
+
 void process_detach(process_t *p) {
   p->opts.on_print = NULL;
   p->opts.on_done = NULL;
@@ -325,6 +459,7 @@ void process_shutdown(void) {
   }
   sched.ready_head = sched.ready_tail = NULL;
   uv_close((uv_handle_t *)&sched.idle, NULL);
+  uv_close((uv_handle_t *)&sched.before_poll, NULL);
   while (sched.nspare > 0)
     luaL_unref(sched.L, LUA_REGISTRYINDEX, sched.spare[--sched.nspare]);
   free(sched.all);

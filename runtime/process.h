@@ -18,6 +18,7 @@
 #include <uv.h>
 
 #include "session.h"
+#include "vm.h"
 
 typedef enum process_type {
   PROCESS_METHOD = 1, /* a method called by a remote client */
@@ -49,6 +50,7 @@ typedef struct process_opts {
   const char *name;
   const char *session_id; /* owner, or NULL for the server */
   double timeout;         /* seconds of run time; 0: none */
+  vm_account_t *account;  /* its memory is charged to; NULL: none */
   process_print_fn on_print;
   process_done_fn on_done;
   void *data;
@@ -68,16 +70,25 @@ struct process {
   int co_ref;
   int64_t timeout_ns, slice_start_ns;
   int nargs;
-  char kill_reason[256];
+  char kill_reason[512];
   unsigned killed : 1, delaying : 1, queued : 1, finished : 1;
   uv_timer_t *timer;
   process_opts_t opts;
+  vm_account_t *account;
   process_t *next_ready;
   size_t index;
 };
 
 /* Sets up the scheduler on loop for the state L. */
 void process_init(uv_loop_t *loop, lua_State *L);
+/* max_blocking: how long Lua may hold the loop where it cannot yield. */
+void process_set_limits(double max_blocking);
+/* Since when Lua has held the loop without a return to polling (monotonic
+ * ns), or 0. Safe to call from any thread. */
+int64_t process_busy_since(void);
+/* From a signal handler: every Lua code running or about to run stops at
+ * its next instructions (the shutdown follows on the loop). */
+void process_request_stop(void);
 /* Ends every process (status "server shutting down") and stops. */
 void process_shutdown(void);
 
@@ -100,6 +111,8 @@ process_t *process_at(size_t i);
 /* Ends p with the error message why at its next chance (now if it is not
  * running). on_done is still called. */
 void process_kill(process_t *p, const char *why);
+/* Kills every process of that session (it ended). */
+void process_kill_session(const char *session_id, const char *why);
 /* Forgets p's callbacks: its output and result go nowhere (its requester
  * went away). */
 void process_detach(process_t *p);

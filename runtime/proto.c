@@ -415,12 +415,14 @@ outbuf_t *proto_drop(lua_State *L, const char *reason) {
   return frame3(L, "{\"type\":\"drop\",\"reason\":", reason, "}");
 }
 
-outbuf_t *proto_result_error(lua_State *L, lua_Integer id,
+outbuf_t *proto_result_error(lua_State *L, lua_Integer id, const char *code,
                              const char *message) {
-  char head[96];
+  char head[128];
+  /* code is one of the protocol's own words: no escaping needed. */
   snprintf(head, sizeof(head),
-           "{\"type\":\"result\",\"id\":%lld,\"ok\":false,\"error\":",
-           (long long)id);
+           "{\"type\":\"result\",\"id\":%lld,\"ok\":false,\"code\":\"%s\","
+           "\"error\":",
+           (long long)id, code);
   return frame3(L, head, message, "}");
 }
 

@@ -75,10 +75,12 @@ outbuf_t *proto_welcome(lua_State *L, const char *session_id,
                         const char *token, double heartbeat);
 outbuf_t *proto_error(lua_State *L, const char *code, const char *message);
 outbuf_t *proto_drop(lua_State *L, const char *reason);
-/* result frames: value at the given stack index (ok), or an error text. */
+/* result frames: value at the given stack index (ok), or an error: code
+ * is one of PROTOCOL.md's (unknown_method, bad_args, forbidden, busy,
+ * timeout, out_of_memory, failed), message the text for the user. */
 outbuf_t *proto_result_value(lua_State *L, lua_Integer id, int idx,
                              char *err, size_t errlen);
-outbuf_t *proto_result_error(lua_State *L, lua_Integer id,
+outbuf_t *proto_result_error(lua_State *L, lua_Integer id, const char *code,
                              const char *message);
 /* A shared constant frame: {"type":"ping"} or {"type":"pong"}. Not to be
  * unreferenced by the caller. */

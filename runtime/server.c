@@ -12,6 +12,7 @@
 #include "methods.h"
 #include "process.h"
 #include "proto.h"
+#include "watchdog.h"
 
 /* How many recent messages message_status() can still tell about. */
 #define MESSAGE_HISTORY 1024
@@ -33,7 +34,6 @@ struct server {
   session_table_t *sessions;
   uv_tcp_t listener;
   uv_timer_t tick;
-  uv_signal_t sigint, sigterm;
   greeting_t *greet_head, *greet_tail;
   size_t greeting_count;
   int64_t last_msg_id;
@@ -107,6 +107,11 @@ static void end_session(server_t *srv, session_t *s) {
     srv->fanout_ended++;
     return;
   }
+  /* Its calls end with it; their results would go nowhere. */
+  if (s->calls > 0)
+    process_kill_session(s->id, "its session ended");
+  vm_account_release(s->account);
+  s->account = NULL;
   if (s->conn != NULL) {
     conn_set_owner(s->conn, NULL);
     conn_end(s->conn);
@@ -157,11 +162,8 @@ static int deliver(server_t *srv, session_t *s, outbuf_t *b) {
     return 0;
   }
   b->queued++;
-  if (s->conn != NULL) {
-    conn_send(s->conn, b);
-    if (conn_queued_bytes(s->conn) > (size_t)cfg->max_outbound_bytes)
-      drop_session(srv, s, "slow consumer", LOG_WARN);
-  }
+  if (s->conn != NULL)
+    conn_send(s->conn, b); /* past max_outbound_bytes it closes */
   return 1;
 }
 
@@ -339,6 +341,13 @@ static void on_session_close(conn_t *c) {
   if (s == NULL || s->conn != c)
     return; /* its session ended already, or was taken over */
   s->conn = NULL;
+  if (conn_overflowed(c)) {
+    log_warn("session %s (%s) dropped: slow consumer (more than %ld bytes "
+             "waiting to be sent)", s->id, s->user_name,
+             srv->cfg->max_outbound_bytes);
+    end_session(srv, s);
+    return;
+  }
   if (srv->shutting_down || srv->cfg->resume_timeout <= 0) {
     end_session(srv, s);
     return;
@@ -425,6 +434,24 @@ static void resume(server_t *srv, conn_t *c, const proto_hello_t *h) {
   attach(srv, s, c);
 }
 
+/* At max_sessions, a postponed session must not lock a newcomer out: ends
+ * the one postponed longest. Returns 0 when every session is live. */
+static int make_room(server_t *srv) {
+  session_t *const *all = session_all(srv->sessions);
+  session_t *oldest = NULL;
+  for (size_t i = 0, n = session_count(srv->sessions); i < n; i++)
+    if (all[i]->conn == NULL && !all[i]->closing &&
+        (oldest == NULL || all[i]->postponed_ms < oldest->postponed_ms))
+      oldest = all[i];
+  if (oldest == NULL)
+    return 0;
+  log_info("session %s (%s) ended to make room for a new one: it was "
+           "postponed longest (%.1f s)", oldest->id, oldest->user_name,
+           (double)(clock_mono_ms() - oldest->postponed_ms) / 1000);
+  end_session(srv, oldest);
+  return 1;
+}
+
 static void on_hello(server_t *srv, conn_t *c) {
   lua_State *L = srv->L;
   proto_hello_t h;
@@ -450,7 +477,8 @@ static void on_hello(server_t *srv, conn_t *c) {
     refuse(srv, c, "rejected", "the server rejects new remote connections");
     return;
   }
-  if (session_count(srv->sessions) >= (size_t)srv->cfg->max_sessions) {
+  if (session_count(srv->sessions) >= (size_t)srv->cfg->max_sessions &&
+      !make_room(srv)) {
     log_warn("handshake refused: %ld sessions already", srv->cfg->max_sessions);
     refuse(srv, c, "busy", "the server has reached its session limit");
     return;
@@ -539,6 +567,8 @@ static void on_connection(uv_stream_t *listener, int status) {
       conn_close(c);
     return;
   }
+  /* Every byte queued for the client counts, whatever the frame. */
+  conn_set_max_queued(c, (size_t)srv->cfg->max_outbound_bytes);
   g->srv = srv;
   g->conn = c;
   g->deadline_ms =
@@ -607,10 +637,11 @@ static void on_tick(uv_timer_t *t) {
 void server_on_sigint(server_t *srv, void (*fn)(void *data), void *data) {
   srv->on_sigint = fn;
   srv->on_sigint_data = data;
+  watchdog_sigint_interrupts(fn != NULL);
 }
 
-static void on_signal(uv_signal_t *h, int signum) {
-  server_t *srv = h->data;
+static void on_signal(int signum, void *data) {
+  server_t *srv = data;
   if (signum == SIGINT && srv->on_sigint != NULL) {
     srv->on_sigint(srv->on_sigint_data);
     return;
@@ -708,11 +739,12 @@ int server_start(server_t *srv, char *err, size_t errlen) {
   uv_timer_init(srv->loop, &srv->tick);
   srv->tick.data = srv;
   uv_timer_start(&srv->tick, on_tick, (uint64_t)tick_ms, (uint64_t)tick_ms);
-  uv_signal_init(srv->loop, &srv->sigint);
-  uv_signal_init(srv->loop, &srv->sigterm);
-  srv->sigint.data = srv->sigterm.data = srv;
-  uv_signal_start(&srv->sigint, on_signal, SIGINT);
-  uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+  r = watchdog_start(srv->loop, on_signal, srv);
+  if (r != 0) {
+    snprintf(err, errlen, "cannot watch the loop: %s", uv_strerror(r));
+    return -1;
+  }
+  watchdog_sigint_interrupts(srv->on_sigint != NULL);
   log_info("herald %s listening on %s:%d", HERALD_VERSION, a->host,
            srv->port);
   return 0;
@@ -743,13 +775,13 @@ void server_shutdown(server_t *srv) {
   process_shutdown();
   uv_close((uv_handle_t *)&srv->listener, NULL);
   uv_close((uv_handle_t *)&srv->tick, NULL);
-  uv_close((uv_handle_t *)&srv->sigint, NULL);
-  uv_close((uv_handle_t *)&srv->sigterm, NULL);
+  watchdog_close();
 }
 
 void server_free(server_t *srv) {
   if (srv == NULL)
     return;
+  watchdog_stop();
   for (size_t i = 0; i < MESSAGE_HISTORY; i++)
     outbuf_unref(srv->history[i]);
   session_table_free(srv->sessions);

@@ -19,6 +19,7 @@
 #define SESSION_INLINE_PENDING 4
 
 struct conn;
+struct vm_account;
 
 typedef struct session_pending {
   int64_t id;
@@ -40,6 +41,9 @@ typedef struct session {
   int ping_sent;
   int closing;           /* bye, drop or expiry: removed, not postponed */
   struct conn *conn;     /* NULL while postponed */
+  int calls;             /* its method calls running now */
+  struct vm_account *account; /* its processes' Lua memory; NULL until
+                                 its first call */
   /* Pending messages: a ring, inline until it needs more room. */
   session_pending_t *pend;
   uint32_t pend_head, pend_count, pend_cap;

@@ -644,13 +644,9 @@ class SessionLimit(BadInputTest):
         sid, token = lost.welcome["sessionID"], lost.welcome["resumeToken"]
         abort(lost.sock)
         srv.wait_log(r"\(U0\) postponed")
-        # A postponed session still holds its place ...
-        w = srv.wire()
-        w.send({"type": "hello", "userName": "Newcomer"})
-        self.assertRefused(w, "busy")
         count, msg_id = send(srv, "while away", sid)
         self.assertEqual(count, 1)
-        # ... so that it can always come back, even at the limit.
+        # No newcomer took its place: it comes back, even at the limit.
         back = srv.wire()
         welcome = back.hello("U0", resume={"sessionID": sid, "token": token})
         self.assertEqual((welcome["type"], welcome["sessionID"]),
@@ -660,6 +656,31 @@ class SessionLimit(BadInputTest):
         self.assertEqual((frame["id"], frame["text"]), (msg_id, "while away"))
         back.send({"type": "ack", "id": msg_id})
         self.assertAlive(back)
+        self.assertAlive()
+
+    def test_postponed_sessions_never_lock_a_newcomer_out(self):
+        srv = self.srv
+        ws = [srv.wire(f"U{i}") for i in range(7)]
+        for i in (0, 1):
+            abort(ws[i].sock)
+            srv.wait_log(rf"\(U{i}\) postponed")
+        old = ws[0].welcome
+        # At the limit, the session postponed longest makes room ...
+        w = srv.wire()
+        self.assertEqual(w.hello("Newcomer")["type"], "welcome")
+        srv.wait_log(r"\(U0\) ended to make room for a new one: it was "
+                     r"postponed longest")
+        gone = srv.wire()
+        gone.send({"type": "hello", "userName": "U0",
+                   "resume": {"sessionID": old["sessionID"],
+                              "token": old["resumeToken"]}})
+        self.assertRefused(gone, "unauthorized")
+        # ... then the next one, and with every session live: busy.
+        self.assertEqual(srv.wire().hello("Second")["type"], "welcome")
+        srv.wait_log(r"\(U1\) ended to make room")
+        w = srv.wire()
+        w.send({"type": "hello", "userName": "Third"})
+        self.assertRefused(w, "busy")
         self.assertAlive()
 
 

@@ -852,19 +852,21 @@ static void test_error_and_drop(void **state) {
 
 static void test_result_error(void **state) {
   lua_State *L = *state;
-  outbuf_t *b = proto_result_error(L, 7, tricky);
+  outbuf_t *b = proto_result_error(L, 7, "failed", tricky);
   assert_int_equal(lua_gettop(L), 0);
   push_frame(L, b);
-  assert_int_equal(nkeys(L), 4);
+  assert_int_equal(nkeys(L), 5);
   assert_field_str(L, "type", "result");
   assert_field_int(L, "id", 7);
   assert_field_bool(L, "ok", 0);
+  assert_field_str(L, "code", "failed");
   assert_field_str(L, "error", tricky);
   lua_pop(L, 1);
   outbuf_unref(b);
-  b = proto_result_error(L, -3, "method not found");
+  b = proto_result_error(L, -3, "unknown_method", "method not found");
   push_frame(L, b);
   assert_field_int(L, "id", -3);
+  assert_field_str(L, "code", "unknown_method");
   assert_field_str(L, "error", "method not found");
   lua_pop(L, 1);
   outbuf_unref(b);
