@@ -107,8 +107,6 @@ static void on_run_done(process_t *p, int status, lua_State *co, int nres,
   } else {
     log_info("script %s failed: %s", p->name, err);
     send_exit(ac, 1, err);
-    if (status == LUA_ERRMEM)
-      vm_reclaim(ac->L);
   }
   conn_end(ac->conn);
 }

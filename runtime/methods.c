@@ -112,8 +112,6 @@ static void on_method_done(process_t *p, int status, lua_State *co, int nres,
     first_line(err, why, sizeof(why));
     reply_error(srv, p->session_id, call->id, error_code(p, status), why);
   }
-  if (status == LUA_ERRMEM)
-    vm_reclaim(L);
   free(call);
 }
 

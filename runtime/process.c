@@ -149,6 +149,7 @@ static void on_before_poll(uv_prepare_t *h) {
 }
 
 static void hook(lua_State *L, lua_Debug *ar);
+static void install_guards(lua_State *L);
 
 void process_init(uv_loop_t *loop, lua_State *L) {
   sched.loop = loop;
@@ -163,6 +164,7 @@ void process_init(uv_loop_t *loop, lua_State *L) {
    * server runs outside processes (a console's printer calling a
    * script's __tostring) is bounded like the rest. */
   lua_sethook(L, hook, LUA_MASKCOUNT, HOOK_INSTRUCTIONS);
+  install_guards(L);
 }
 
 void process_set_limits(double max_blocking) {
@@ -208,18 +210,126 @@ static void finish(process_t *p, int status, int nres, const char *err) {
   else
     luaL_unref(sched.L, LUA_REGISTRYINDEX, p->co_ref);
   free(p);
+  /* Its garbage is unreachable only now: give the memory back at once. */
+  if (status == LUA_ERRMEM)
+    vm_reclaim(sched.L);
 }
 
+/* --- bodies: where an error of the hook is caught --------------------
+ *
+ * Lua leaves hooks off in a thread after an error raised inside a hook,
+ * until a pcall of that same thread catches it; message handlers run
+ * before that, and a coroutine whose body raised is closed (its <close>
+ * handlers run) by whoever closes it. So every thread a script runs in
+ * has its function under a pcall of its own: a process's coroutine
+ * (process_body), and each coroutine a script creates (nested_body). And
+ * xpcall does not call a script's message handler for an error that is
+ * stopping the script.
+ */
+
+/* Whether the code running now is being stopped. */
+static int stopping(void) {
+  process_t *p = sched.running;
+  return stop_requested || (p != NULL ? p->killed : sched.runaway);
+}
+
+static int body_done(lua_State *L, int status, lua_KContext ctx) {
+  (void)ctx;
+  /* The message handler at 1 gives its place to the status. */
+  lua_pushinteger(L, status == LUA_YIELD ? LUA_OK : status);
+  lua_replace(L, 1);
+  return lua_gettop(L);
+}
+
+/* A process's coroutine runs this over the function and its arguments:
+ * returns the pcall status, then the results or the error with its
+ * traceback. */
+static int process_body(lua_State *L) {
+  int n = lua_gettop(L) - 1;
+  lua_pushcfunction(L, vm_msghandler);
+  lua_insert(L, 1);
+  return body_done(L, lua_pcallk(L, n, LUA_MULTRET, 1, 0, body_done), 0);
+}
+
+static int nested_done(lua_State *L, int status, lua_KContext ctx) {
+  (void)ctx;
+  if (status != LUA_OK && status != LUA_YIELD)
+    return lua_error(L); /* on its way, hooks on again */
+  return lua_gettop(L);
+}
+
+/* The body of a coroutine a script creates (its function: upvalue 1). */
+static int nested_body(lua_State *L) {
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  return nested_done(L, lua_pcallk(L, lua_gettop(L) - 1, LUA_MULTRET, 0,
+                                   0, nested_done), 0);
+}
+
+/* coroutine.create and coroutine.wrap (the real one: upvalue 1) of the
+ * function wrapped in nested_body. */
+static int guarded_create(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 1);
+  lua_pushcclosure(L, nested_body, 1);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+/* The message handler xpcall gets: the script's (upvalue 1), unless the
+ * script is being stopped. */
+static int guarded_handler(lua_State *L) {
+  if (stopping())
+    return 1; /* the error as it came */
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, 1);
+  return 1;
+}
+
+static int xpcall_done(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  return lua_gettop(L);
+}
+
+/* xpcall (the real one: upvalue 1) with the handler guarded; it stays
+ * yieldable. */
+static int guarded_xpcall(lua_State *L) {
+  int n = lua_gettop(L);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_pushvalue(L, 2);
+  lua_pushcclosure(L, guarded_handler, 1);
+  lua_replace(L, 2);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_callk(L, n, LUA_MULTRET, 0, xpcall_done);
+  return xpcall_done(L, LUA_OK, 0);
+}
+
+/* Replaces t[name] (t at the top of the stack) with fn closed over the
+ * original. */
+static void wrap_field(lua_State *L, const char *name, lua_CFunction fn) {
+  lua_getfield(L, -1, name);
+  lua_pushcclosure(L, fn, 1);
+  lua_setfield(L, -2, name);
+}
+
+static void install_guards(lua_State *L) {
+  lua_pushglobaltable(L);
+  wrap_field(L, "xpcall", guarded_xpcall);
+  lua_getfield(L, -1, "coroutine");
+  wrap_field(L, "create", guarded_create);
+  wrap_field(L, "wrap", guarded_create);
+  lua_pop(L, 2);
+}
+
+/* An error that escaped the body (only a memory error can). */
 static void finish_error(process_t *p, int status) {
-  lua_State *L = sched.L;
   const char *msg = lua_tostring(p->co, -1);
-  if (msg == NULL)
-    msg = lua_pushfstring(p->co, "(error object is a %s value)",
-                          luaL_typename(p->co, -1));
-  /* The coroutine's frames are still there: trace them. */
-  luaL_traceback(L, p->co, msg, 0);
-  finish(p, status, 0, lua_tostring(L, -1));
-  lua_pop(L, 1);
+  finish(p, status, 0, msg != NULL ? msg : "not enough memory");
 }
 
 /* Marks p to be ended with the reason; the hook does the rest. */
@@ -259,7 +369,6 @@ static void hook(lua_State *L, lua_Debug *ar) {
                  "could not yield (a nested coroutine, a metamethod or a "
                  "function called from C)",
               (double)sched.max_blocking_ns / 1e9);
-      log_warn("process %d: %s", p->number, p->kill_reason);
     }
   } else if (p == NULL && !sched.runaway &&
              (stop_requested || busy_for(now) > sched.max_blocking_ns)) {
@@ -327,7 +436,12 @@ static void step(process_t *p) {
     else
       make_ready(p);
   } else if (status == LUA_OK) {
-    finish(p, LUA_OK, nres, NULL);
+    /* process_body's: the status first, then results or the error. */
+    int body = (int)lua_tointeger(p->co, -nres);
+    if (body == LUA_OK)
+      finish(p, LUA_OK, nres - 1, NULL);
+    else
+      finish(p, body, 0, lua_tostring(p->co, -1));
   } else {
     finish_error(p, status);
   }
@@ -378,14 +492,15 @@ int process_spawn(lua_State *L, int nargs, const process_opts_t *o) {
   }
   lua_sethook(p->co, hook, LUA_MASKCOUNT, HOOK_INSTRUCTIONS);
   /* lua_xmove does not grow the coroutine's stack by itself. */
-  if (!lua_checkstack(p->co, nargs + 1 + LUA_MINSTACK)) {
+  if (!lua_checkstack(p->co, nargs + 2 + LUA_MINSTACK)) {
     luaL_unref(L, LUA_REGISTRYINDEX, p->co_ref);
     free(p);
     lua_pop(L, nargs + 1);
     return -1;
   }
+  lua_pushcfunction(p->co, process_body);
   lua_xmove(L, p->co, nargs + 1);
-  p->nargs = nargs;
+  p->nargs = nargs + 1; /* the function is process_body's argument */
   p->index = sched.count;
   sched.all[sched.count++] = p;
   number = p->number;

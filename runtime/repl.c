@@ -89,8 +89,6 @@ static void on_line_done(process_t *p, int status, lua_State *co, int nres,
     lua_pop(L, 1);
   } else {
     say(r, err, strlen(err));
-    if (status == LUA_ERRMEM)
-      vm_reclaim(L);
   }
   r->io.done(r->io.data, 0);
 }

@@ -273,8 +273,6 @@ static void on_job_done(process_t *p, int status, lua_State *co, int nres,
               (double)(clock_mono_ns() - p->started_ns) / 1e9);
   } else {
     record_failure(j, err != NULL ? err : "unknown error");
-    if (status == LUA_ERRMEM)
-      lua_gc(s->L, LUA_GCCOLLECT);
   }
   release_if_done(s, j);
 }

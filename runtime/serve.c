@@ -161,9 +161,9 @@ int serve_main(int argc, char **argv) {
     goto done;
   }
   schedule_open(vm_state(vm), scheduler);
-  vm_seal(vm_state(vm));
   process_init(loop, vm_state(vm));
   process_set_limits(cfg.max_blocking);
+  vm_seal(vm_state(vm)); /* after every native and guard is in place */
   if (server_start(srv, err, sizeof(err)) < 0) {
     fprintf(stderr, "herald: serve: %s\n", err);
     status = 2;

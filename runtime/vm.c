@@ -276,21 +276,21 @@ int vm_load_file(lua_State *L, const char *path, const char *chunkname) {
   return status;
 }
 
-static int msghandler(lua_State *L) {
+/* The traceback where the error happened. It calls no script's code (no
+ * __tostring): a message handler may run with hooks off, where nothing
+ * could stop a loop. */
+int vm_msghandler(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
-  if (msg == NULL) {
-    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-      return 1;
+  if (msg == NULL)
     msg = lua_pushfstring(L, "(error object is a %s value)",
                           luaL_typename(L, 1));
-  }
   luaL_traceback(L, L, msg, 1);
   return 1;
 }
 
 int vm_docall(lua_State *L, int nargs, int nresults) {
   int base = lua_gettop(L) - nargs, status;
-  lua_pushcfunction(L, msghandler);
+  lua_pushcfunction(L, vm_msghandler);
   lua_insert(L, base);
   status = lua_pcall(L, nargs, nresults, base);
   lua_remove(L, base);

@@ -120,5 +120,8 @@ int vm_load_file(lua_State *L, const char *path, const char *chunkname);
  * message with its traceback is at the top of the stack.
  */
 int vm_docall(lua_State *L, int nargs, int nresults);
+/* vm_docall's message handler: the error's text and the traceback where
+ * it happened; runs no script code. */
+int vm_msghandler(lua_State *L);
 
 #endif
