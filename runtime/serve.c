@@ -30,7 +30,7 @@ static const char usage[] =
     "The configuration is FILE, else ./herald.conf.lua when it exists.\n"
     "With a terminal on stdin, a Lua console runs at the same time, unless\n"
     "--no-console is given. SIGINT or SIGTERM drops every session and\n"
-    "stops the server.\n";
+    "stops the server, within 5 s whatever Lua code is running.\n";
 
 typedef struct serve_opts {
   const char *config, *listen, *admin_socket, *scripts, *log_level;

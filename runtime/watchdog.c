@@ -12,7 +12,7 @@
  * after SIGTERM it lets the server finish on its own. */
 #define WATCH_INTERVAL_MS 100
 #define STUCK_NS (2 * 1000000000LL)
-#define STOP_GRACE_NS (4500 * 1000000LL)
+#define STOP_GRACE_NS (4000 * 1000000LL)
 
 static struct {
   uv_async_t wake;
