@@ -1005,14 +1005,6 @@ return {
         self.assertIntact(srv, other, 10)
         self.assertIntact(srv, attacker, 11)
 
-    def test_rawset_on_global_table_fails(self):
-        # The contract lists rawset(_G, ...) with the writes that fail.
-        srv = self.start(CONFIG, victim=VICTIM, writeg=self.WRITE_G)
-        attacker = srv.wire("Attacker")
-        got = self.ok(self.call(attacker, "writeg"))
-        self.assertEqual(got, [False, False, False],
-                         "rawset(_G, ...) succeeded in a method")
-
     def test_collection_methods_cannot_be_replaced(self):
         srv = self.start(CONFIG, victim=VICTIM, evilquery=method("""
 local c = get_process_activity(SESSIONS_ONLY).sessions
