@@ -3,7 +3,8 @@
 # installs the missing ones when run as root, else prints the exact command.
 #   tools/deps.sh build|test|bench|fuzz|valgrind
 set -e
-need="pkg-config liblua5.4-dev libuv1-dev lua-cjson-dev libedit-dev"
+need="pkg-config liblua5.4-dev libuv1-dev lua-cjson-dev libedit-dev
+  libsodium-dev libssl-dev"
 case "$1" in
   test) need="$need libcmocka-dev python3 tmux tzdata" ;;
   bench) need="$need redis-server gnuplot-nox" ;;
