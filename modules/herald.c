@@ -34,11 +34,13 @@ static void set_time(lua_State *L, const char *key, int64_t wall_ms) {
  * sessions would otherwise look each one up a hundred thousand times. */
 enum {
   K_TYPE = 1, K_USER, K_MACHINE, K_SYSUSER, K_IP, K_HOST, K_CREATED,
-  K_STATE, K_ID, K_PERSISTENT, K_REMOTE, K_NWORDS = K_REMOTE
+  K_STATE, K_ID, K_PERSISTENT, K_GROUPS, K_AUTH, K_REMOTE,
+  K_NWORDS = K_REMOTE
 };
 static const char *const session_words[] = {
     NULL, "type", "userName", "machineName", "systemUserName", "IPAddress",
-    "hostType", "creationDateTime", "state", "ID", "persistentID", "remote"};
+    "hostType", "creationDateTime", "state", "ID", "persistentID", "groups",
+    "authenticated", "remote"};
 
 /* Pushes the table of session_words, made on first use. */
 static int push_session_words(lua_State *L) {
@@ -68,7 +70,8 @@ static void put(lua_State *L, int words, int key, const char *value) {
 /* Pushes the session object of API.md; words from push_session_words. */
 static void push_session_object(lua_State *L, server_t *srv,
                                 const session_t *s, int words) {
-  lua_createtable(L, 0, 10);
+  int n = 0;
+  lua_createtable(L, 0, 12);
   lua_rawgeti(L, words, K_TYPE);
   lua_rawgeti(L, words, K_REMOTE);
   lua_rawset(L, -3);
@@ -81,6 +84,22 @@ static void push_session_object(lua_State *L, server_t *srv,
   put(L, words, K_STATE, server_session_state(srv, s));
   put(L, words, K_ID, s->id);
   put(L, words, K_PERSISTENT, s->persistent_id);
+  /* groups: an array of the names between the commas. */
+  lua_rawgeti(L, words, K_GROUPS);
+  lua_newtable(L);
+  for (const char *p = s->groups; *p != '\0';) {
+    const char *comma = strchr(p, ',');
+    size_t len = comma != NULL ? (size_t)(comma - p) : strlen(p);
+    lua_pushlstring(L, p, len);
+    lua_rawseti(L, -2, ++n);
+    if (comma == NULL)
+      break;
+    p = comma + 1;
+  }
+  lua_rawset(L, -3);
+  lua_rawgeti(L, words, K_AUTH);
+  lua_pushboolean(L, s->authenticated);
+  lua_rawset(L, -3);
 }
 
 void herald_push_session(lua_State *L, server_t *srv, const char *id) {

@@ -29,6 +29,8 @@ void config_defaults(config_t *c) {
   c->session_memory_limit = 64L * 1024 * 1024;
   c->max_calls_per_session = 16;
   c->max_blocking = 0.5;
+  c->users_file = strdup("herald.users");
+  c->auth_delay = 1;
 }
 
 void config_default_admin_socket(char *out, size_t len) {
@@ -54,8 +56,12 @@ static void free_jobs(config_t *c) {
 void config_free(config_t *c) {
   free(c->admin_socket);
   free(c->scripts);
+  free(c->users_file);
+  free(c->tls_cert);
+  free(c->tls_key);
   free_jobs(c);
-  c->admin_socket = c->scripts = NULL;
+  c->admin_socket = c->scripts = c->users_file = NULL;
+  c->tls_cert = c->tls_key = NULL;
 }
 
 /* The numeric keys: name, where the value goes, and the accepted range. */
@@ -83,6 +89,7 @@ static const num_key_t num_keys[] = {
     NUM(session_memory_limit, 1, 64 * 1024, 1024.0 * 1024 * 1024 * 1024),
     NUM(max_calls_per_session, 1, 1, 100000),
     NUM(max_blocking, 0, 0.01, 60),
+    NUM(auth_delay, 0, 0, 30),
 };
 #undef NUM
 
@@ -281,6 +288,47 @@ static int read_schedule(lua_State *L, config_t *c, char *err,
 }
 
 /* One key of the configuration's environment: key at -2, value at -1. */
+/* tls = { cert = FILE, key = FILE } (the table at the top of the stack). */
+static int read_tls(lua_State *L, config_t *c, char *err, size_t errlen) {
+  static const char *const fields[] = {"cert", "key"};
+  char **dest[] = {&c->tls_cert, &c->tls_key};
+  if (lua_type(L, -1) != LUA_TTABLE) {
+    snprintf(err, errlen, "key 'tls': table { cert = FILE, key = FILE } "
+             "expected, got %s", luaL_typename(L, -1));
+    return -1;
+  }
+  lua_pushnil(L);
+  while (lua_next(L, -2) != 0) {
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+    lua_pop(L, 1);
+    if (strcmp(k, "cert") != 0 && strcmp(k, "key") != 0) {
+      lua_pop(L, 1);
+      snprintf(err, errlen, "key 'tls': unknown field (expected cert and "
+               "key)");
+      return -1;
+    }
+  }
+  for (int i = 0; i < 2; i++) {
+    rawfield(L, -1, fields[i]);
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      snprintf(err, errlen, "key 'tls': '%s' must be a file name, got %s",
+               fields[i], luaL_typename(L, -1));
+      lua_pop(L, 1);
+      return -1;
+    }
+    free(*dest[i]);
+    *dest[i] = strdup(lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+int config_listen_is_loopback(const config_t *c) {
+  const char *h = c->listen.host;
+  return strncmp(h, "127.", 4) == 0 || strcmp(h, "::1") == 0 ||
+         strcmp(h, "localhost") == 0;
+}
+
 static int read_key(lua_State *L, config_t *c, char *err, size_t errlen) {
   const char *key;
   if (lua_type(L, -2) != LUA_TSTRING) {
@@ -310,6 +358,19 @@ static int read_key(lua_State *L, config_t *c, char *err, size_t errlen) {
     return set_string(L, &c->scripts, key, err, errlen);
   if (strcmp(key, "schedule") == 0)
     return read_schedule(L, c, err, errlen);
+  if (strcmp(key, "users_file") == 0)
+    return set_string(L, &c->users_file, key, err, errlen);
+  if (strcmp(key, "insecure") == 0) {
+    if (lua_type(L, -1) != LUA_TBOOLEAN) {
+      snprintf(err, errlen, "key 'insecure': boolean expected, got %s",
+               luaL_typename(L, -1));
+      return -1;
+    }
+    c->insecure = lua_toboolean(L, -1);
+    return 0;
+  }
+  if (strcmp(key, "tls") == 0)
+    return read_tls(L, c, err, errlen);
   snprintf(err, errlen, "unknown key '%s'", key);
   return -1;
 }
@@ -377,6 +438,26 @@ done:
   return r;
 }
 
+/* A relative file name in the configuration means beside it: makes *name
+ * (if set) relative to the folder of config_path. */
+static int beside(char **name, const char *config_path) {
+  const char *slash = strrchr(config_path, '/');
+  char *joined;
+  size_t dir, len;
+  if (*name == NULL || (*name)[0] == '/' || slash == NULL)
+    return 0;
+  dir = (size_t)(slash - config_path) + 1;
+  len = strlen(*name);
+  joined = malloc(dir + len + 1);
+  if (joined == NULL)
+    return -1;
+  memcpy(joined, config_path, dir);
+  memcpy(joined + dir, *name, len + 1);
+  free(*name);
+  *name = joined;
+  return 0;
+}
+
 int config_load_file(config_t *c, const char *path, char *err,
                      size_t errlen) {
   FILE *f = fopen(path, "rb");
@@ -417,6 +498,12 @@ int config_load_file(config_t *c, const char *path, char *err,
     goto done;
   }
   r = config_load_string(c, chunk, path, err, errlen);
+  if (r == 0 && (beside(&c->users_file, path) < 0 ||
+                 beside(&c->tls_cert, path) < 0 ||
+                 beside(&c->tls_key, path) < 0)) {
+    snprintf(err, errlen, "%s: out of memory", path);
+    r = -1;
+  }
 done:
   free(chunk);
   fclose(f);

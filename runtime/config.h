@@ -37,6 +37,10 @@ typedef struct config {
   long session_memory_limit;  /* one session's running processes together */
   long max_calls_per_session;
   double max_blocking; /* seconds Lua may hold the loop without yielding */
+  char *users_file;    /* resolved beside the configuration file */
+  char *tls_cert, *tls_key; /* both, or neither: no TLS */
+  int insecure;        /* a non-loopback listen without users and TLS */
+  double auth_delay;   /* seconds before a failed login is answered */
   config_job_t *jobs;
   size_t njobs;
 } config_t;
@@ -56,5 +60,8 @@ int config_load_string(config_t *c, const char *chunk, const char *name,
  * /tmp/herald-$UID/herald.sock. */
 void config_default_admin_socket(char *out, size_t len);
 void config_free(config_t *c);
+/* Whether the listen address is a loopback one (127.0.0.0/8, ::1,
+ * localhost). */
+int config_listen_is_loopback(const config_t *c);
 
 #endif

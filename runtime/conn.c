@@ -1,7 +1,10 @@
 #include "conn.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "tls.h"
 
 #define READ_BUFFER_SIZE (64 * 1024)
 #define END_GRACE_MS 2000
@@ -21,6 +24,8 @@ struct conn {
   size_t queued_bytes, max_queued;
   uv_shutdown_t shutdown_req;
   uv_timer_t *end_timer; /* only while ending */
+  tls_conn_t *tls;       /* NULL: plaintext */
+  char *tls_error;       /* why TLS failed, for the owner's log */
   unsigned closing : 1;
   unsigned ending : 1;
   unsigned overflowed : 1;
@@ -28,13 +33,16 @@ struct conn {
 
 typedef struct write_req {
   uv_write_t req;
-  outbuf_t *buf;
+  outbuf_t *buf; /* the frame (its on_written follows), or NULL */
+  char *own;     /* ciphertext of a TLS connection, freed when written */
   size_t len;
 } write_req_t;
 
 /* Safe to share: the loop is single-threaded and a read callback consumes
  * the data before the next allocation. */
 static char read_buffer[READ_BUFFER_SIZE];
+/* Plaintext out of a TLS connection, shared the same way. */
+static char plain_buffer[READ_BUFFER_SIZE];
 
 conn_t *conn_new(uv_loop_t *loop, conn_kind_t kind,
                  const conn_handler_t *handler, size_t max_line) {
@@ -75,6 +83,8 @@ static void on_closed(uv_handle_t *h) {
   conn_t *c = h->data;
   if (c->handler->on_close != NULL)
     c->handler->on_close(c);
+  tls_conn_free(c->tls);
+  free(c->tls_error);
   free(c->partial);
   free(c);
 }
@@ -181,6 +191,35 @@ static void split_lines(conn_t *c, char *data, size_t len) {
     drop_partial(c);
 }
 
+static void write_failed(conn_t *c, int status);
+static int tls_flush(conn_t *c, outbuf_t *b);
+
+/* Ciphertext from the socket: the plaintext it holds goes to the lines,
+ * and what TLS answers (handshake, tickets) goes out. */
+static void tls_input(conn_t *c, char *data, size_t len) {
+  char why[256];
+  ssize_t n;
+  if (tls_conn_feed(c->tls, data, len) < 0) {
+    conn_close(c);
+    return;
+  }
+  while (!conn_is_closing(c) &&
+         (n = tls_conn_read(c->tls, plain_buffer, sizeof(plain_buffer), why,
+                            sizeof(why))) != 0) {
+    if (n < 0) {
+      free(c->tls_error);
+      c->tls_error = strdup(why);
+      if (c->handler->on_eof != NULL)
+        c->handler->on_eof(c, UV_EPROTO);
+      conn_close(c);
+      return;
+    }
+    split_lines(c, plain_buffer, (size_t)n);
+  }
+  if (!c->closing)
+    tls_flush(c, NULL);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   conn_t *c = s->data;
   (void)buf;
@@ -194,7 +233,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   if (c->ending)
     return; /* draining until the peer closes */
-  split_lines(c, read_buffer, (size_t)nread);
+  if (c->tls != NULL)
+    tls_input(c, read_buffer, (size_t)nread);
+  else
+    split_lines(c, read_buffer, (size_t)nread);
 }
 
 int conn_start(conn_t *c) {
@@ -212,12 +254,79 @@ static void on_write(uv_write_t *req, int status) {
   write_req_t *w = (write_req_t *)req;
   conn_t *c = req->handle->data;
   c->queued_bytes -= w->len;
-  if (status == 0 && w->buf->msg_id != 0 && c->handler->on_written != NULL)
+  if (status == 0 && w->buf != NULL && w->buf->msg_id != 0 &&
+      c->handler->on_written != NULL)
     c->handler->on_written(c, w->buf);
   outbuf_unref(w->buf);
+  free(w->own);
   free(w);
   if (status < 0 && status != UV_ECANCELED)
     write_failed(c, status);
+}
+
+/* Past the limit, the peer does not read: whatever we send (messages,
+ * results, pongs, errors), it may not make us hold more. Closing is
+ * asynchronous, so the caller's session is still there when this returns;
+ * on_close tells its owner. */
+static int check_queued(conn_t *c) {
+  if (c->max_queued != 0 && c->queued_bytes > c->max_queued) {
+    c->overflowed = 1;
+    conn_close(c);
+    return UV_ENOBUFS;
+  }
+  return 0;
+}
+
+/* Writes the ciphertext TLS has ready, after what is queued. b, when not
+ * NULL, is the frame it carries: its on_written follows the write. Returns
+ * what conn_send does. */
+static int tls_flush(conn_t *c, outbuf_t *b) {
+  size_t len = tls_conn_pending(c->tls);
+  write_req_t *w;
+  uv_buf_t buf;
+  int n = 0, r;
+
+  if (len == 0)
+    return 1;
+  w = calloc(1, sizeof(*w));
+  if (w == NULL || (w->own = malloc(len)) == NULL) {
+    free(w);
+    conn_close(c);
+    return UV_ENOMEM;
+  }
+  len = tls_conn_take(c->tls, w->own, len);
+  buf = uv_buf_init(w->own, (unsigned)len);
+  if (c->queued_bytes == 0) {
+    n = uv_try_write(&c->h.stream, &buf, 1);
+    if (n == (int)len) {
+      free(w->own);
+      free(w);
+      if (b != NULL && b->msg_id != 0 && c->handler->on_written != NULL)
+        c->handler->on_written(c, b);
+      return 1;
+    }
+    if (n < 0 && n != UV_EAGAIN) {
+      free(w->own);
+      free(w);
+      write_failed(c, n);
+      return n;
+    }
+    if (n < 0)
+      n = 0;
+  }
+  w->buf = b != NULL ? outbuf_ref(b) : NULL;
+  w->len = len - (size_t)n;
+  buf = uv_buf_init(w->own + n, (unsigned)w->len);
+  r = uv_write(&w->req, &c->h.stream, &buf, 1, on_write);
+  if (r < 0) {
+    outbuf_unref(w->buf);
+    free(w->own);
+    free(w);
+    write_failed(c, r);
+    return r;
+  }
+  c->queued_bytes += w->len;
+  return check_queued(c);
 }
 
 int conn_send(conn_t *c, outbuf_t *b) {
@@ -227,6 +336,13 @@ int conn_send(conn_t *c, outbuf_t *b) {
 
   if (c->closing)
     return UV_ECANCELED;
+  if (c->tls != NULL) {
+    if (tls_conn_write(c->tls, b->data, b->len) < 0) {
+      write_failed(c, UV_EPROTO);
+      return UV_EPROTO;
+    }
+    return tls_flush(c, b);
+  }
   /* Only when nothing waits: bytes must leave in order. */
   if (c->queued_bytes == 0) {
     n = uv_try_write(&c->h.stream, &buf, 1);
@@ -247,6 +363,7 @@ int conn_send(conn_t *c, outbuf_t *b) {
     conn_close(c);
     return UV_ENOMEM;
   }
+  w->own = NULL;
   w->buf = outbuf_ref(b);
   w->len = b->len - (size_t)n;
   buf = uv_buf_init(b->data + n, (unsigned)w->len);
@@ -258,16 +375,7 @@ int conn_send(conn_t *c, outbuf_t *b) {
     return r;
   }
   c->queued_bytes += w->len;
-  if (c->max_queued != 0 && c->queued_bytes > c->max_queued) {
-    /* The peer does not read: whatever we send (messages, results,
-     * pongs, errors), it may not make us hold more. Closing is
-     * asynchronous, so the caller's session is still there when this
-     * returns; on_close tells its owner. */
-    c->overflowed = 1;
-    conn_close(c);
-    return UV_ENOBUFS;
-  }
-  return 0;
+  return check_queued(c);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status) {
@@ -287,6 +395,11 @@ void conn_end(conn_t *c) {
     return;
   c->ending = 1;
   drop_partial(c);
+  if (c->tls != NULL) {
+    tls_conn_shutdown(c->tls);
+    if (tls_flush(c, NULL) < 0)
+      return;
+  }
   /* Keep reading (to see the peer's EOF); it may be reading already. */
   r = uv_read_start(&c->h.stream, on_alloc, on_read);
   if ((r < 0 && r != UV_EALREADY) ||
@@ -303,6 +416,13 @@ void conn_end(conn_t *c) {
   c->end_timer->data = c;
   uv_timer_start(c->end_timer, on_end_timer, END_GRACE_MS, 0);
 }
+
+int conn_use_tls(conn_t *c, tls_ctx_t *ctx) {
+  c->tls = tls_conn_new(ctx);
+  return c->tls != NULL ? 0 : -1;
+}
+
+const char *conn_tls_error(const conn_t *c) { return c->tls_error; }
 
 void conn_peer_ip(const conn_t *c, char *out, size_t len) {
   struct sockaddr_storage ss;

@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "outbuf.h"
+#include "tls.h"
 
 typedef struct conn conn_t;
 
@@ -70,6 +71,12 @@ void conn_end(conn_t *c);
 /* Closes now; idempotent. */
 void conn_close(conn_t *c);
 int conn_is_closing(const conn_t *c);
+
+/* Speaks TLS (server side) on c from now on, before conn_start. 0, or -1
+ * when memory runs out. */
+int conn_use_tls(conn_t *c, tls_ctx_t *ctx);
+/* Why TLS failed on c (its on_eof came with UV_EPROTO), or NULL. */
+const char *conn_tls_error(const conn_t *c);
 
 /* The peer's address as text ("127.0.0.1"), "" for a Unix socket. */
 void conn_peer_ip(const conn_t *c, char *out, size_t len);

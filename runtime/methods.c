@@ -12,6 +12,7 @@
 #include "process.h"
 #include "proto.h"
 #include "server.h"
+#include "users.h"
 #include "vm.h"
 
 #define MAX_NAME 64
@@ -21,6 +22,7 @@
 typedef struct pending_call {
   server_t *srv;
   lua_Integer id;
+  int forbidden; /* refused by the method's allow list, on its loading */
 } pending_call_t;
 
 int methods_valid_name(const char *name) {
@@ -93,6 +95,9 @@ static void on_method_done(process_t *p, int status, lua_State *co, int nres,
     } else {
       reply(srv, p->session_id, b);
     }
+  } else if (call->forbidden) {
+    first_line(err, why, sizeof(why));
+    reply_error(srv, p->session_id, call->id, "forbidden", why);
   } else if (status == LUA_ERRMEM) {
     const config_t *cfg = server_config(srv);
     vm_refusal_t limit = vm_last_refusal(L);
@@ -125,6 +130,7 @@ typedef struct method_cache {
   char name[MAX_NAME + 1];
   int64_t mtime_ns, size, ino;
   int fn_ref;
+  char *allow; /* the groups that may call it, comma-separated; NULL: all */
 } method_cache_t;
 
 static method_cache_t *cache;
@@ -142,26 +148,89 @@ static void cache_forget(lua_State *L, const char *name) {
   if (e == NULL)
     return;
   luaL_unref(L, LUA_REGISTRYINDEX, e->fn_ref);
+  free(e->allow);
   *e = cache[--cache_count];
+}
+
+/*
+ * Whether session s may call the method of entry e: every method is open
+ * on a server without users; with users, one that allows groups is for
+ * users in one of them. A refusal is logged and answered here.
+ */
+static int permitted(server_t *srv, const session_t *s,
+                     const method_cache_t *e, char *why, size_t whylen) {
+  if (e->allow == NULL || !server_requires_login(srv))
+    return 1;
+  for (const char *p = e->allow; *p != '\0';) {
+    char group[80];
+    size_t len = strcspn(p, ",");
+    snprintf(group, sizeof(group), "%.*s", (int)len, p);
+    if (session_in_group(s, group))
+      return 1;
+    p += len + (p[len] == ',');
+  }
+  snprintf(why, whylen, "method %s: forbidden: it is for group%s %s",
+           e->name, strchr(e->allow, ',') != NULL ? "s" : "", e->allow);
+  log_warn("session %s (%s): %s", s->id, s->user_name, why);
+  return 0;
+}
+
+/* The allow list at idx (an array of group names, or nil) as a
+ * comma-separated string in *out (NULL for nil). Raises for anything
+ * else. */
+static void read_allow(lua_State *L, int idx, const char *name, char **out) {
+  luaL_Buffer b;
+  lua_Integer n;
+  *out = NULL;
+  if (lua_isnil(L, idx))
+    return;
+  if (!lua_istable(L, idx))
+    luaL_error(L, "method %s: 'allow' must be an array of group names",
+               name);
+  n = (lua_Integer)lua_rawlen(L, idx);
+  luaL_buffinit(L, &b);
+  for (lua_Integer i = 1; i <= n; i++) {
+    const char *g;
+    lua_rawgeti(L, idx, i);
+    g = lua_tostring(L, -1);
+    if (lua_type(L, -1) != LUA_TSTRING || !users_valid_group(g))
+      luaL_error(L, "method %s: 'allow' must be an array of group names "
+                 "(letters, digits, '_' and '-')", name);
+    lua_pop(L, 1);
+    if (i > 1)
+      luaL_addchar(&b, ',');
+    luaL_addstring(&b, g);
+  }
+  luaL_pushresult(&b);
+  *out = strdup(lua_tostring(L, -1));
+  lua_pop(L, 1);
 }
 
 static int64_t mtime_ns(const struct stat *st) {
   return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
 }
 
-/* keep(fn): the loader's callback; its upvalues are the method's name and
- * the version of the file the function came from. */
+/* keep(fn, allow): the loader's callback; its upvalues are the method's
+ * name and the version of the file the function came from. Raises when
+ * the calling session may not call the method. */
 static int l_keep(lua_State *L) {
   const char *name = lua_tostring(L, lua_upvalueindex(1));
+  process_t *p = process_running();
+  pending_call_t *call = p != NULL ? p->opts.data : NULL;
   method_cache_t *e;
+  session_t *s;
+  char *allow, why[512];
   luaL_checktype(L, 1, LUA_TFUNCTION);
+  read_allow(L, 2, name, &allow);
   e = cache_find(name);
   if (e == NULL) {
     if (cache_count == cache_cap) {
       size_t cap = cache_cap ? cache_cap * 2 : 16;
       method_cache_t *grown = realloc(cache, cap * sizeof(*grown));
-      if (grown == NULL)
+      if (grown == NULL) {
+        free(allow);
         return 0; /* not kept: the next call loads the file again */
+      }
       cache = grown;
       cache_cap = cap;
     }
@@ -169,12 +238,20 @@ static int l_keep(lua_State *L) {
     snprintf(e->name, sizeof(e->name), "%s", name);
   } else {
     luaL_unref(L, LUA_REGISTRYINDEX, e->fn_ref);
+    free(e->allow);
   }
+  e->allow = allow;
   e->mtime_ns = lua_tointeger(L, lua_upvalueindex(2));
   e->size = lua_tointeger(L, lua_upvalueindex(3));
   e->ino = lua_tointeger(L, lua_upvalueindex(4));
   lua_pushvalue(L, 1);
   e->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  s = call != NULL ? session_find(server_sessions(call->srv), p->session_id)
+                   : NULL;
+  if (s != NULL && !permitted(call->srv, s, e, why, sizeof(why))) {
+    call->forbidden = 1;
+    return luaL_error(L, "%s", why);
+  }
   return 0;
 }
 
@@ -183,10 +260,11 @@ static int l_keep(lua_State *L) {
  * values it pushed before the call's own arguments: the kept function (1),
  * or, when the file is new or changed, the loader with keep, the name and
  * the freshly loaded file (4). Returns -1 for an unknown method, -2 for a
- * file that does not load, with the reason in why (nothing pushed).
+ * file that does not load, -3 for a caller that may not call it, with the
+ * reason in why (nothing pushed).
  */
 static int push_method(server_t *srv, lua_State *L, const char *name,
-                       char *why, size_t whylen) {
+                       const session_t *s, char *why, size_t whylen) {
   const char *scripts = server_config(srv)->scripts;
   char path[4096], chunkname[128];
   size_t slen = strlen(scripts), nlen = strlen(name);
@@ -210,6 +288,8 @@ static int push_method(server_t *srv, lua_State *L, const char *name,
   e = cache_find(name);
   if (e != NULL && e->mtime_ns == mtime_ns(&st) &&
       e->size == (int64_t)st.st_size && e->ino == (int64_t)st.st_ino) {
+    if (!permitted(srv, s, e, why, whylen))
+      return -3;
     lua_rawgeti(L, LUA_REGISTRYINDEX, e->fn_ref);
     return 1;
   }
@@ -300,12 +380,14 @@ void methods_call(server_t *srv, session_t *s, lua_State *L) {
     reply_error(srv, s->id, id, "busy", why);
     return;
   }
-  pushed = push_method(srv, L, name, why, sizeof(why));
+  pushed = push_method(srv, L, name, s, why, sizeof(why));
   if (pushed < 0) {
+    static const char *const codes[] = {"unknown_method", "failed",
+                                        "forbidden"};
     lua_pop(L, 2);
-    log_info("session %s: %s", s->id, why);
-    reply_error(srv, s->id, id, pushed == -1 ? "unknown_method" : "failed",
-                why);
+    if (pushed != -3)
+      log_info("session %s: %s", s->id, why);
+    reply_error(srv, s->id, id, codes[-pushed - 1], why);
     return;
   }
   /* A session's account comes with its first call: most sessions never
@@ -333,6 +415,7 @@ void methods_call(server_t *srv, session_t *s, lua_State *L) {
   }
   call->srv = srv;
   call->id = id;
+  call->forbidden = 0;
   memset(&opts, 0, sizeof(opts));
   opts.type = PROCESS_METHOD;
   opts.name = name;

@@ -4,6 +4,7 @@
 #include <lua-cjson.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
@@ -392,16 +393,48 @@ outbuf_t *proto_message(lua_State *L, int64_t id, const char *text,
 }
 
 outbuf_t *proto_welcome(lua_State *L, const char *session_id,
-                        const char *token, double heartbeat) {
-  char line[256];
-  int n;
+                        const char *token, double heartbeat,
+                        const char *groups) {
+  char line[256], *all;
+  size_t n, glen = groups != NULL ? strlen(groups) : 0, at;
+  outbuf_t *b;
   (void)L;
-  /* IDs and tokens are hex digits: nothing to escape. */
-  n = snprintf(line, sizeof(line),
-               "{\"type\":\"welcome\",\"sessionID\":\"%s\",\"resumeToken\":"
-               "\"%s\",\"heartbeat\":%g,\"server\":\"herald/%s\"}\n",
-               session_id, token, heartbeat, HERALD_VERSION);
-  return outbuf_copy(line, (size_t)n);
+  /* IDs and tokens are hex digits, group names letters, digits, '_' and
+   * '-': nothing to escape. */
+  n = (size_t)snprintf(line, sizeof(line),
+                       "{\"type\":\"welcome\",\"sessionID\":\"%s\","
+                       "\"resumeToken\":\"%s\",\"heartbeat\":%g,"
+                       "\"server\":\"herald/%s\"",
+                       session_id, token, heartbeat, HERALD_VERSION);
+  if (groups == NULL) {
+    memcpy(line + n, "}\n", 2);
+    return outbuf_copy(line, n + 2);
+  }
+  /* ,"groups":["a","b"]} : each comma becomes "," */
+  all = malloc(n + 16 + glen * 3 + 4);
+  if (all == NULL)
+    return NULL;
+  memcpy(all, line, n);
+  at = n;
+  memcpy(all + at, ",\"groups\":[", 11);
+  at += 11;
+  for (size_t i = 0; i < glen; i++) {
+    if (i == 0)
+      all[at++] = '"';
+    if (groups[i] == ',') {
+      memcpy(all + at, "\",\"", 3);
+      at += 3;
+    } else {
+      all[at++] = groups[i];
+    }
+  }
+  if (glen > 0)
+    all[at++] = '"';
+  memcpy(all + at, "]}\n", 3);
+  at += 3;
+  b = outbuf_copy(all, at);
+  free(all);
+  return b;
 }
 
 outbuf_t *proto_error(lua_State *L, const char *code, const char *message) {

@@ -71,8 +71,11 @@ int proto_get_integer(lua_State *L, const char *name, lua_Integer *out);
  * or NULL when memory runs out. */
 outbuf_t *proto_message(lua_State *L, int64_t id, const char *text,
                         size_t len, int64_t sent_wall_ms);
+/* groups: the user's groups, comma-separated ("" for none), or NULL for
+ * a server without users (no "groups" field). */
 outbuf_t *proto_welcome(lua_State *L, const char *session_id,
-                        const char *token, double heartbeat);
+                        const char *token, double heartbeat,
+                        const char *groups);
 outbuf_t *proto_error(lua_State *L, const char *code, const char *message);
 outbuf_t *proto_drop(lua_State *L, const char *reason);
 /* result frames: value at the given stack index (ok), or an error: code

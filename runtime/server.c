@@ -6,12 +6,14 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "auth.h"
 #include "clock.h"
 #include "conn.h"
 #include "log.h"
 #include "methods.h"
 #include "process.h"
 #include "proto.h"
+#include "tls.h"
 #include "watchdog.h"
 
 /* How many recent messages message_status() can still tell about. */
@@ -26,6 +28,17 @@ typedef struct greeting {
   struct greeting *prev, *next;
 } greeting_t;
 
+/* A hello waiting for its password check, with copies of its fields. */
+typedef struct login {
+  server_t *srv;
+  conn_t *conn;
+  auth_login_t *check;
+  char *strings;
+  session_fields_t fields;
+  char ip[64];
+  struct login *prev, *next;
+} login_t;
+
 struct server {
   uv_loop_t *loop;
   const config_t *cfg;
@@ -36,6 +49,9 @@ struct server {
   uv_timer_t tick;
   greeting_t *greet_head, *greet_tail;
   size_t greeting_count;
+  login_t *logins;
+  auth_t *auth;   /* the users file; checks no one when it is empty */
+  tls_ctx_t *tls; /* NULL: plaintext */
   int64_t last_msg_id;
   outbuf_t *history[MESSAGE_HISTORY];
   int port;
@@ -50,7 +66,8 @@ struct server {
   void *on_sigint_data;
 };
 
-static const conn_handler_t greeting_handler, session_handler;
+static const conn_handler_t greeting_handler, session_handler,
+    login_handler;
 
 const config_t *server_config(const server_t *srv) { return srv->cfg; }
 
@@ -61,6 +78,10 @@ uv_loop_t *server_loop(const server_t *srv) { return srv->loop; }
 lua_State *server_lua(const server_t *srv) { return srv->L; }
 
 void server_set_reject(server_t *srv, int flag) { srv->reject = flag; }
+
+int server_requires_login(const server_t *srv) {
+  return auth_required(srv->auth);
+}
 
 const char *server_session_state(const server_t *srv, const session_t *s) {
   return session_state(s, clock_mono_ms(),
@@ -389,7 +410,8 @@ static void greeting_unlink(server_t *srv, greeting_t *g) {
 /* Attaches connection c to session s and re-sends what s still has
  * pending, in id order, before anything new. */
 static void attach(server_t *srv, session_t *s, conn_t *c) {
-  outbuf_t *w = proto_welcome(srv->L, s->id, s->token, srv->cfg->heartbeat);
+  outbuf_t *w = proto_welcome(srv->L, s->id, s->token, srv->cfg->heartbeat,
+                              s->authenticated ? s->groups : NULL);
   conn_set_handler(c, &session_handler);
   conn_set_owner(c, s);
   s->conn = c;
@@ -452,27 +474,10 @@ static int make_room(server_t *srv) {
   return 1;
 }
 
-static void on_hello(server_t *srv, conn_t *c) {
-  lua_State *L = srv->L;
-  proto_hello_t h;
-  session_fields_t f;
+/* Opens a session for a greeted (and, with users, logged in) connection. */
+static void open_session(server_t *srv, conn_t *c, session_fields_t *f) {
   session_t *s;
-  char err[256], ip[64];
-  int r = proto_check_hello(L, &h, err, sizeof(err));
-
-  if (r < 0) {
-    log_info("handshake refused: %s", err);
-    refuse(srv, c, r == -2 ? "version" : "bad_hello", err);
-    return;
-  }
-  if (h.password != NULL) {
-    refuse(srv, c, "unauthorized", "this server does not use passwords");
-    return;
-  }
-  if (h.resume_id != NULL) {
-    resume(srv, c, &h);
-    return;
-  }
+  char ip[64];
   if (srv->reject) {
     refuse(srv, c, "rejected", "the server rejects new remote connections");
     return;
@@ -484,20 +489,148 @@ static void on_hello(server_t *srv, conn_t *c) {
     return;
   }
   conn_peer_ip(c, ip, sizeof(ip));
-  f.user_name = h.user_name;
-  f.machine_name = h.machine_name;
-  f.system_user_name = h.system_user_name;
-  f.host_type = h.host_type;
-  f.ip = ip;
-  s = session_create(srv->sessions, &f);
+  f->ip = ip;
+  s = session_create(srv->sessions, f);
   if (s == NULL) {
     log_error("cannot create a session: out of memory or randomness");
     refuse(srv, c, "busy", "the server cannot open a session now");
     return;
   }
-  log_info("session %s opened: %s@%s (%s)", s->id, s->user_name,
-           s->machine_name, s->ip);
+  log_info("session %s opened: %s@%s (%s)%s", s->id, s->user_name,
+           s->machine_name, s->ip, s->authenticated ? ", logged in" : "");
   attach(srv, s, c);
+}
+
+static void login_free(server_t *srv, login_t *l) {
+  if (l->prev != NULL)
+    l->prev->next = l->next;
+  else
+    srv->logins = l->next;
+  if (l->next != NULL)
+    l->next->prev = l->prev;
+  free(l->strings);
+  free(l);
+}
+
+static void on_login_done(void *data, int ok, const char *groups) {
+  login_t *l = data;
+  server_t *srv = l->srv;
+  conn_t *c = l->conn;
+  conn_set_owner(c, NULL);
+  if (!ok) {
+    refuse(srv, c, "unauthorized", "wrong user name or password");
+  } else {
+    l->fields.groups = groups;
+    l->fields.authenticated = 1;
+    open_session(srv, c, &l->fields);
+  }
+  login_free(srv, l);
+}
+
+/* Lines that come before the answer to a login are not read. */
+static void on_login_line(conn_t *c, char *line, size_t len) {
+  (void)c;
+  (void)line;
+  (void)len;
+}
+
+static void on_login_close(conn_t *c) {
+  login_t *l = conn_owner(c);
+  if (l != NULL) {
+    auth_cancel(l->check);
+    login_free(l->srv, l);
+  }
+}
+
+static void on_login_too_large(conn_t *c) { conn_close(c); }
+
+static const conn_handler_t login_handler = {
+    on_login_line, on_login_too_large, NULL, NULL, on_login_close};
+
+/* A hello on a server with users: its password is checked off the loop,
+ * and the session opens (or the refusal comes) in on_login_done. */
+static void start_login(server_t *srv, conn_t *c, const proto_hello_t *h) {
+  const char *src[4] = {h->user_name, h->machine_name, h->system_user_name,
+                        h->host_type};
+  const char **dst[4];
+  size_t len[4], total = 0;
+  login_t *l = calloc(1, sizeof(*l));
+  char *p;
+
+  if (l == NULL) {
+    refuse(srv, c, "busy", "the server cannot open a session now");
+    return;
+  }
+  dst[0] = &l->fields.user_name;
+  dst[1] = &l->fields.machine_name;
+  dst[2] = &l->fields.system_user_name;
+  dst[3] = &l->fields.host_type;
+  for (int i = 0; i < 4; i++)
+    total += (len[i] = src[i] != NULL ? strlen(src[i]) : 0) + 1;
+  p = l->strings = malloc(total);
+  if (p == NULL) {
+    free(l);
+    refuse(srv, c, "busy", "the server cannot open a session now");
+    return;
+  }
+  for (int i = 0; i < 4; i++) {
+    memcpy(p, src[i] != NULL ? src[i] : "", len[i] + 1);
+    *dst[i] = p;
+    p += len[i] + 1;
+  }
+  l->srv = srv;
+  l->conn = c;
+  conn_peer_ip(c, l->ip, sizeof(l->ip));
+  l->next = srv->logins;
+  if (l->next != NULL)
+    l->next->prev = l;
+  srv->logins = l;
+  conn_set_handler(c, &login_handler);
+  conn_set_owner(c, l);
+  l->check = auth_check(srv->auth, l->ip, h->user_name, h->password,
+                        h->password != NULL ? strlen(h->password) : 0,
+                        on_login_done, l);
+  if (l->check == NULL) {
+    conn_set_owner(c, NULL);
+    login_free(srv, l);
+    refuse(srv, c, "busy", "the server cannot open a session now");
+  }
+}
+
+static void on_hello(server_t *srv, conn_t *c) {
+  lua_State *L = srv->L;
+  proto_hello_t h;
+  session_fields_t f;
+  char err[256];
+  int r = proto_check_hello(L, &h, err, sizeof(err));
+
+  if (r < 0) {
+    log_info("handshake refused: %s", err);
+    refuse(srv, c, r == -2 ? "version" : "bad_hello", err);
+    return;
+  }
+  if (h.resume_id != NULL) {
+    resume(srv, c, &h); /* a token needs no password */
+    return;
+  }
+  if (srv->reject) {
+    refuse(srv, c, "rejected", "the server rejects new remote connections");
+    return;
+  }
+  if (auth_required(srv->auth)) {
+    start_login(srv, c, &h);
+    return;
+  }
+  if (h.password != NULL) {
+    refuse(srv, c, "unauthorized", "this server does not use passwords");
+    return;
+  }
+  memset(&f, 0, sizeof(f));
+  f.user_name = h.user_name;
+  f.machine_name = h.machine_name;
+  f.system_user_name = h.system_user_name;
+  f.host_type = h.host_type;
+  open_session(srv, c, &f);
 }
 
 static void on_greeting_line(conn_t *c, char *line, size_t len) {
@@ -538,8 +671,18 @@ static void on_greeting_close(conn_t *c) {
   }
 }
 
+/* Only TLS tells the owner of an end before hello: say why in the log. */
+static void on_greeting_eof(conn_t *c, int status) {
+  char ip[64];
+  if (status == UV_EPROTO && conn_tls_error(c) != NULL) {
+    conn_peer_ip(c, ip, sizeof(ip));
+    log_info("connection from %s closed: %s", ip, conn_tls_error(c));
+  }
+}
+
 static const conn_handler_t greeting_handler = {
-    on_greeting_line, on_greeting_too_large, NULL, NULL, on_greeting_close};
+    on_greeting_line, on_greeting_too_large, on_greeting_eof, NULL,
+    on_greeting_close};
 
 static void on_connection(uv_stream_t *listener, int status) {
   server_t *srv = listener->data;
@@ -569,6 +712,10 @@ static void on_connection(uv_stream_t *listener, int status) {
   }
   /* Every byte queued for the client counts, whatever the frame. */
   conn_set_max_queued(c, (size_t)srv->cfg->max_outbound_bytes);
+  if (srv->tls != NULL && conn_use_tls(c, srv->tls) < 0) {
+    conn_close(c);
+    return;
+  }
   g->srv = srv;
   g->conn = c;
   g->deadline_ms =
@@ -699,6 +846,58 @@ static void raise_fd_limit(long max_sessions) {
     log_debug("open-file limit raised to %lu", (unsigned long)need);
 }
 
+/*
+ * Protected mode: a server that anyone beyond this machine could reach
+ * must know its users and speak TLS, unless its configuration says
+ * insecure = true. Returns 0, or -1 with the way out in err.
+ */
+static int check_exposure(server_t *srv, char *err, size_t errlen) {
+  const config_t *cfg = srv->cfg;
+  int users = auth_required(srv->auth), tls = srv->tls != NULL;
+  const char *missing = !users && !tls ? "users and TLS"
+                        : !users      ? "users"
+                                      : "TLS";
+  if (config_listen_is_loopback(cfg) || (users && tls))
+    return 0;
+  if (!cfg->insecure) {
+    snprintf(err, errlen, "refusing to listen on %s:%d without %s: anyone "
+             "who reaches it could claim any name. Add users (herald user "
+             "add NAME) and tls = { cert = ..., key = ... } (herald cert "
+             "HOST) to the configuration, or set insecure = true",
+             cfg->listen.host, cfg->listen.port, missing);
+    return -1;
+  }
+  log_warn("listening on %s:%d without %s (insecure = true): anyone who "
+           "reaches it can claim any name", cfg->listen.host,
+           cfg->listen.port, missing);
+  return 0;
+}
+
+/* What the listener needs before it listens: TLS, the users, and whether
+ * that is enough for where it listens. */
+static int prepare_identity(server_t *srv, char *err, size_t errlen) {
+  const config_t *cfg = srv->cfg;
+  if (cfg->tls_cert != NULL) {
+    srv->tls = tls_ctx_new_server(cfg->tls_cert, cfg->tls_key, err, errlen);
+    if (srv->tls == NULL)
+      return -1;
+  }
+  srv->auth = auth_new(srv->loop, cfg->users_file, cfg->auth_delay,
+                       !config_listen_is_loopback(cfg) && !cfg->insecure,
+                       err, errlen);
+  if (srv->auth == NULL)
+    return -1;
+  if (check_exposure(srv, err, errlen) < 0) {
+    auth_stop(srv->auth);
+    uv_run(srv->loop, UV_RUN_NOWAIT); /* lets the file's watch close */
+    return -1;
+  }
+  if (auth_required(srv->auth))
+    log_info("users file %s: %zu users; every hello needs a password",
+             cfg->users_file, auth_user_count(srv->auth));
+  return 0;
+}
+
 int server_start(server_t *srv, char *err, size_t errlen) {
   struct sockaddr_storage addr;
   int namelen = sizeof(addr), r;
@@ -711,6 +910,8 @@ int server_start(server_t *srv, char *err, size_t errlen) {
              a->host);
     return -1;
   }
+  if (prepare_identity(srv, err, errlen) < 0)
+    return -1;
   raise_fd_limit(srv->cfg->max_sessions);
   uv_tcp_init(srv->loop, &srv->listener);
   srv->listener.data = srv;
@@ -720,6 +921,9 @@ int server_start(server_t *srv, char *err, size_t errlen) {
   if (r != 0) {
     snprintf(err, errlen, "cannot listen on %s:%d: %s", a->host, a->port,
              uv_strerror(r));
+    auth_stop(srv->auth);
+    uv_close((uv_handle_t *)&srv->listener, NULL);
+    uv_run(srv->loop, UV_RUN_NOWAIT); /* lets both close */
     return -1;
   }
   uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&addr, &namelen);
@@ -745,8 +949,8 @@ int server_start(server_t *srv, char *err, size_t errlen) {
     return -1;
   }
   watchdog_sigint_interrupts(srv->on_sigint != NULL);
-  log_info("herald %s listening on %s:%d", HERALD_VERSION, a->host,
-           srv->port);
+  log_info("herald %s listening on %s:%d%s", HERALD_VERSION, a->host,
+           srv->port, srv->tls != NULL ? " (TLS)" : "");
   return 0;
 }
 
@@ -764,6 +968,14 @@ void server_shutdown(server_t *srv) {
     else
       drop_session(srv, all[i], "server shutting down", LOG_DEBUG);
   }
+  while (srv->logins != NULL) {
+    login_t *l = srv->logins;
+    conn_close(l->conn); /* its on_close cancels the check and frees it */
+    conn_set_owner(l->conn, NULL);
+    auth_cancel(l->check);
+    login_free(srv, l);
+  }
+  auth_stop(srv->auth);
   while (srv->greet_head != NULL) {
     greeting_t *g = srv->greet_head;
     conn_t *c = g->conn;
@@ -782,6 +994,8 @@ void server_free(server_t *srv) {
   if (srv == NULL)
     return;
   watchdog_stop();
+  auth_free(srv->auth);
+  tls_ctx_free(srv->tls);
   for (size_t i = 0; i < MESSAGE_HISTORY; i++)
     outbuf_unref(srv->history[i]);
   session_table_free(srv->sessions);

@@ -61,6 +61,8 @@ int server_send_to(server_t *srv, const char *id, outbuf_t *b);
  * existed, 0 if not. */
 int server_drop(server_t *srv, const char *id, const char *reason);
 void server_set_reject(server_t *srv, int flag);
+/* Whether hellos need a password (the users file holds users). */
+int server_requires_login(const server_t *srv);
 /* The session state as reported to Lua: active, sleeping or postponed. */
 const char *server_session_state(const server_t *srv, const session_t *s);
 

@@ -138,24 +138,38 @@ int session_token_equal(const char *a, const char *b) {
 /* Copies the four names into one block, so a session costs two
  * allocations. */
 static int copy_names(session_t *s, const session_fields_t *f) {
-  const char *src[4] = {f->user_name, f->machine_name, f->system_user_name,
-                        f->host_type};
-  const char **dst[4] = {&s->user_name, &s->machine_name,
-                         &s->system_user_name, &s->host_type};
-  size_t len[4], total = 0;
+  const char *src[5] = {f->user_name, f->machine_name, f->system_user_name,
+                        f->host_type, f->groups};
+  const char **dst[5] = {&s->user_name, &s->machine_name,
+                         &s->system_user_name, &s->host_type, &s->groups};
+  size_t len[5], total = 0;
   char *p;
 
-  for (int i = 0; i < 4; i++) {
+  for (int i = 0; i < 5; i++) {
     len[i] = src[i] ? strlen(src[i]) : 0;
     total += len[i] + 1;
   }
   p = s->strings = malloc(total);
   if (p == NULL)
     return -1;
-  for (int i = 0; i < 4; i++) {
+  for (int i = 0; i < 5; i++) {
     memcpy(p, src[i] ? src[i] : "", len[i] + 1);
     *dst[i] = p;
     p += len[i] + 1;
+  }
+  return 0;
+}
+
+int session_in_group(const session_t *s, const char *group) {
+  size_t n = strlen(group);
+  for (const char *p = s->groups; *p != '\0';) {
+    const char *comma = strchr(p, ',');
+    size_t len = comma != NULL ? (size_t)(comma - p) : strlen(p);
+    if (len == n && memcmp(p, group, n) == 0)
+      return 1;
+    if (comma == NULL)
+      break;
+    p = comma + 1;
   }
   return 0;
 }
@@ -183,6 +197,7 @@ session_t *session_create(session_table_t *t, const session_fields_t *f) {
       grow(t) < 0)
     goto fail;
   snprintf(s->ip, sizeof(s->ip), "%s", f->ip ? f->ip : "");
+  s->authenticated = f->authenticated;
   s->created_ms = clock_wall_ms();
   clock_format_iso8601(s->created_ms, s->created_iso, sizeof(s->created_iso));
   s->last_heard_ms = s->last_user_ms = clock_mono_ms();

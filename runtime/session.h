@@ -33,6 +33,8 @@ typedef struct session {
   char token[SESSION_ID_LEN + 1]; /* resume token, shown once in welcome */
   char ip[48];
   const char *user_name, *machine_name, *system_user_name, *host_type;
+  const char *groups;    /* the user's groups, comma-separated; "" */
+  int authenticated;     /* it logged in with a password */
   int64_t created_ms;    /* wall clock */
   char created_iso[32];  /* the same as creationDateTime shows it */
   int64_t last_heard_ms; /* monotonic: any frame */
@@ -51,13 +53,18 @@ typedef struct session {
   session_pending_t pend_inline[SESSION_INLINE_PENDING];
   uint32_t index; /* in the dense array */
   uint64_t key;   /* the ID's first 64 bits, its hash */
-  char *strings;  /* one block for the four names */
+  char *strings;  /* one block for the names and the groups */
 } session_t;
 
 typedef struct session_fields {
   const char *user_name, *machine_name, *system_user_name, *host_type;
   const char *ip;
+  const char *groups; /* comma-separated, or NULL */
+  int authenticated;
 } session_fields_t;
+
+/* Whether group is one of s's groups. */
+int session_in_group(const session_t *s, const char *group);
 
 typedef struct session_table session_table_t;
 

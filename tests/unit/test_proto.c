@@ -788,7 +788,7 @@ static void test_message(void **state) {
 static void test_welcome(void **state) {
   lua_State *L = *state;
   outbuf_t *b = proto_welcome(L, "3C81A8D7AFE64C2E9CCFFCDC35DC52F5",
-                              "00112233445566778899AABBCCDDEEFF", 30);
+                              "00112233445566778899AABBCCDDEEFF", 30, NULL);
   const char *server;
   assert_int_equal(lua_gettop(L), 0);
   push_frame(L, b);
@@ -805,11 +805,31 @@ static void test_welcome(void **state) {
   lua_pop(L, 2);
   outbuf_unref(b);
   /* A fractional heartbeat stays a number. */
-  b = proto_welcome(L, "3C81A8D7AFE64C2E9CCFFCDC35DC52F5", "AB", 0.25);
+  b = proto_welcome(L, "3C81A8D7AFE64C2E9CCFFCDC35DC52F5", "AB", 0.25, NULL);
   push_frame(L, b);
   lua_getfield(L, -1, "heartbeat");
   assert_true(lua_isnumber(L, -1));
   assert_true(lua_tonumber(L, -1) == 0.25);
+  lua_pop(L, 2);
+  outbuf_unref(b);
+  /* With users: the groups, as an array (empty for none). */
+  b = proto_welcome(L, "3C81A8D7AFE64C2E9CCFFCDC35DC52F5", "AB", 30,
+                    "admin,ops-2");
+  push_frame(L, b);
+  assert_int_equal(nkeys(L), 6);
+  lua_getfield(L, -1, "groups");
+  assert_int_equal(lua_rawlen(L, -1), 2);
+  lua_rawgeti(L, -1, 1);
+  assert_string_equal(lua_tostring(L, -1), "admin");
+  lua_rawgeti(L, -2, 2);
+  assert_string_equal(lua_tostring(L, -1), "ops-2");
+  lua_pop(L, 4);
+  outbuf_unref(b);
+  b = proto_welcome(L, "3C81A8D7AFE64C2E9CCFFCDC35DC52F5", "AB", 30, "");
+  push_frame(L, b);
+  lua_getfield(L, -1, "groups");
+  assert_true(lua_istable(L, -1));
+  assert_int_equal(lua_rawlen(L, -1), 0);
   lua_pop(L, 2);
   outbuf_unref(b);
 }
