@@ -6,10 +6,12 @@
 #include <string.h>
 
 #include "callcmd.h"
+#include "certcmd.h"
 #include "client.h"
 #include "consolecmd.h"
 #include "runcmd.h"
 #include "serve.h"
+#include "usercmd.h"
 
 static const char usage[] =
     "usage: herald COMMAND [OPTIONS]\n"
@@ -22,6 +24,8 @@ static const char usage[] =
     "  run       run a Lua script on the running server (or --local)\n"
     "  client    connect as a remote user and show messages as alerts\n"
     "  call      call a server method and print its result as JSON\n"
+    "  user      add, remove or list the users who may log in\n"
+    "  cert      make a self-signed TLS certificate and key\n"
     "  version   print herald's version\n"
     "\n"
     "'herald COMMAND --help' tells more about each.\n"
@@ -44,6 +48,7 @@ static const command_t commands[] = {
     {"serve", serve_main},   {"console", consolecmd_main},
     {"run", runcmd_main},
     {"client", client_main}, {"call", callcmd_main},
+    {"user", usercmd_main},  {"cert", certcmd_main},
     {"version", version_main},
 };
 
