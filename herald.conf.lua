@@ -9,6 +9,17 @@
 -- scripts = "scripts"           -- methods in scripts/methods, jobs in
 --                               -- scripts/maintenance
 -- method_timeout = 10           -- seconds of CPU a method or a job may use
+-- max_blocking = 0.5            -- seconds Lua may hold the loop unyielding
+-- session_memory_limit = 64 * 1024 * 1024
+-- max_calls_per_session = 16
+
+-- Identity. With users in users_file (`herald user add NAME --group admin`),
+-- every hello needs a password and methods may be for some groups only.
+-- A server beyond loopback needs users and TLS (`herald cert HOST`), unless
+-- insecure = true.
+-- users_file = "herald.users"   -- beside this file; missing: no passwords
+-- tls = { cert = "server.crt", key = "server.key" }
+-- auth_delay = 1                -- seconds before a failed login's answer
 
 -- Scheduled jobs. Each runs as a process of type 5 in the sandbox, named
 -- after its script (or `name`). Cron times are the server's local time
