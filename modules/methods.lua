@@ -15,7 +15,8 @@ function M.load(keep, name, chunk, ...)
   if type(fn) == "table" then
     fn, allow = rawget(fn, "run"), rawget(fn, "allow")
     if type(fn) ~= "function" then
-      error(format("method %s: its table must hold run = function, not %s",
+      error(format("method %s: its file must return a function or "
+        .. "{ allow = {...}, run = function }, not a table whose run is %s",
         name, type(fn)), 0)
     end
   elseif type(fn) ~= "function" then

@@ -124,11 +124,15 @@ class Snapshot(HeraldTest):
         slack = datetime.timedelta(seconds=2)
         self.assertGreaterEqual(created, before - slack)
         self.assertLessEqual(created, after + slack)
-        # Every value is a string, as 4D's.
+        # Every value of 4D's fields is a string, as 4D's; herald's own
+        # are the groups (an array) and whether the user logged in.
         out = srv.lua("for k, v in pairs(get_process_activity(SESSIONS_ONLY)"
                       ".sessions[1]) do print(k, type(v)) end")
-        for line in out.splitlines():
-            self.assertTrue(line.endswith("\tstring"), line)
+        kinds = dict(line.split("\t") for line in out.splitlines())
+        self.assertEqual(kinds.pop("groups"), "table")
+        self.assertEqual(kinds.pop("authenticated"), "boolean")
+        self.assertEqual(len(kinds), 10)
+        self.assertEqual(set(kinds.values()), {"string"})
 
     def test_option_constants(self):
         srv = self.server()
