@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "clock.h"
 #include "log.h"
 #include "outbuf.h"
 #include "process.h"
@@ -55,6 +56,34 @@ static void first_line(const char *err, char *out, size_t len) {
   snprintf(out, len, "%.*s", (int)n, err);
 }
 
+/* What a method that ran out of memory is told: which limit it met. */
+static void out_of_memory(server_t *srv, const char *name, vm_refusal_t limit,
+                          char *why, size_t whylen) {
+  const config_t *cfg = server_config(srv);
+  snprintf(why, whylen, "method %s: out of memory (%s is %ld bytes)", name,
+           limit == VM_REFUSED_ACCOUNT ? "session_memory_limit"
+           : limit == VM_REFUSED_POOL  ? "remote users' share of "
+                                         "lua_memory_limit"
+                                       : "lua_memory_limit",
+           limit == VM_REFUSED_ACCOUNT ? cfg->session_memory_limit
+           : limit == VM_REFUSED_POOL  ? cfg->lua_memory_limit / 4 * 3
+                                       : cfg->lua_memory_limit);
+}
+
+/* vm_account_full, after collecting the garbage that may be what fills
+ * the account (at most once a second: a full collection is not cheap). */
+static vm_refusal_t account_full(lua_State *L, const vm_account_t *a) {
+  static int64_t last_collect_ms;
+  vm_refusal_t full = vm_account_full(L, a);
+  int64_t now = clock_mono_ms();
+  if (full != VM_REFUSED_NONE && now - last_collect_ms >= 1000) {
+    last_collect_ms = now;
+    lua_gc(L, LUA_GCCOLLECT);
+    full = vm_account_full(L, a);
+  }
+  return full;
+}
+
 /* The result code of a process that ended with an error. */
 static const char *error_code(const process_t *p, int status) {
   if (status == LUA_ERRMEM)
@@ -99,17 +128,7 @@ static void on_method_done(process_t *p, int status, lua_State *co, int nres,
     first_line(err, why, sizeof(why));
     reply_error(srv, p->session_id, call->id, "forbidden", why);
   } else if (status == LUA_ERRMEM) {
-    const config_t *cfg = server_config(srv);
-    vm_refusal_t limit = vm_last_refusal(L);
-    snprintf(why, sizeof(why), "method %s: out of memory (%s is %ld bytes)",
-             p->name,
-             limit == VM_REFUSED_ACCOUNT ? "session_memory_limit"
-             : limit == VM_REFUSED_POOL  ? "remote users' share of "
-                                           "lua_memory_limit"
-                                         : "lua_memory_limit",
-             limit == VM_REFUSED_ACCOUNT ? cfg->session_memory_limit
-             : limit == VM_REFUSED_POOL  ? cfg->lua_memory_limit / 4 * 3
-                                         : cfg->lua_memory_limit);
+    out_of_memory(srv, p->name, vm_last_refusal(L), why, sizeof(why));
     log_warn("session %s: %s", p->session_id, why);
     reply_error(srv, p->session_id, call->id, "out_of_memory", why);
   } else {
@@ -347,6 +366,7 @@ void methods_call(server_t *srv, session_t *s, lua_State *L) {
   int args, pushed;
   pending_call_t *call;
   process_opts_t opts;
+  vm_refusal_t full;
 
   if (proto_get_integer(L, "id", &id) < 0) {
     outbuf_t *b = proto_error(L, "bad_frame", "call: 'id' must be an "
@@ -370,6 +390,15 @@ void methods_call(server_t *srv, session_t *s, lua_State *L) {
              "%d values", MAX_ARGS);
     lua_pop(L, 2);
     reply_error(srv, s->id, id, "bad_args", why);
+    return;
+  }
+  /* A session (or all of them) already at its memory limit starts no
+   * process, so arguments waiting in calls cannot pile up past it. */
+  if ((full = account_full(L, s->account)) != VM_REFUSED_NONE) {
+    out_of_memory(srv, name, full, why, sizeof(why));
+    lua_pop(L, 2);
+    log_info("session %s: %s", s->id, why);
+    reply_error(srv, s->id, id, "out_of_memory", why);
     return;
   }
   if (s->calls >= cfg->max_calls_per_session) {

@@ -303,12 +303,16 @@ static void on_session_line(conn_t *c, char *line, size_t len) {
   lua_State *L = srv->L;
   int top = lua_gettop(L);
   frame_ctx_t x;
+  vm_account_t *account;
   char err[256];
 
   if (s == NULL)
     return; /* taken over by a resume: this connection is on its way out */
+  /* What its frames decode into (a call's arguments) is the session's. */
+  account = vm_charge_to(L, s->account);
   x.type = proto_decode(L, line, len, err, sizeof(err));
   if (x.type < 0) {
+    vm_charge_to(L, account);
     log_warn("session %s (%s): %s; closing", s->id, s->user_name, err);
     refuse(srv, c, "bad_json", err);
     end_session(srv, s);
@@ -332,6 +336,7 @@ static void on_session_line(conn_t *c, char *line, size_t len) {
                                     "frame");
   }
   lua_settop(L, top);
+  vm_charge_to(L, account);
 }
 
 static void on_session_too_large(conn_t *c) {

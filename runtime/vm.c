@@ -107,6 +107,12 @@ static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   return h + 1;
 }
 
+static vm_t *vm_of(lua_State *L) {
+  void *ud;
+  lua_getallocf(L, &ud);
+  return ud;
+}
+
 vm_account_t *vm_account_new(size_t limit) {
   vm_account_t *a = calloc(1, sizeof(*a));
   if (a != NULL)
@@ -124,10 +130,14 @@ void vm_account_release(vm_account_t *a) {
 
 size_t vm_account_used(const vm_account_t *a) { return a->used; }
 
-static vm_t *vm_of(lua_State *L) {
-  void *ud;
-  lua_getallocf(L, &ud);
-  return ud;
+vm_refusal_t vm_account_full(lua_State *L, const vm_account_t *a) {
+  const vm_t *vm = vm_of(L);
+  if (a == NULL)
+    return VM_REFUSED_NONE;
+  if (a->used >= a->limit)
+    return VM_REFUSED_ACCOUNT;
+  return vm->pool_used >= vm->pool_limit ? VM_REFUSED_POOL
+                                         : VM_REFUSED_NONE;
 }
 
 vm_account_t *vm_charge_to(lua_State *L, vm_account_t *a) {

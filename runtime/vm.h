@@ -55,6 +55,9 @@ vm_account_t *vm_account_new(size_t limit);
  * freed (a method's globals may keep some alive). */
 void vm_account_release(vm_account_t *a);
 size_t vm_account_used(const vm_account_t *a);
+/* Whether a (or all accounts together) already holds all it may: a new
+ * process charged to it would fail at once. */
+vm_refusal_t vm_account_full(lua_State *L, const vm_account_t *a);
 /* New blocks are charged to a (NULL: to no account) from now on; returns
  * the account charged before. */
 vm_account_t *vm_charge_to(lua_State *L, vm_account_t *a);
