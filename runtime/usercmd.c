@@ -196,10 +196,12 @@ static int ask(const char *prompt, char *buf, char *err, size_t errlen) {
   /* ECHONL still shows the newline, so the next prompt starts a line. */
   quiet.c_lflag &= ~(tcflag_t)ECHO;
   quiet.c_lflag |= ECHONL;
-  fputs(prompt, stderr);
-  fflush(stderr);
+  /* Echo goes off before the prompt shows: what is typed after it is
+   * never shown, nor thrown away by the flush. */
   tty_changed = 1;
   tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+  fputs(prompt, stderr);
+  fflush(stderr);
   r = read_line(STDIN_FILENO, buf, err, errlen);
   tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_tty);
   tty_changed = 0;
