@@ -8,7 +8,7 @@ BUILD := build
 # libsodium hashes the users file's passwords (argon2id); OpenSSL makes
 # `herald cert`'s certificates and serves TLS.
 PKGS := lua5.4 libuv libedit libsodium openssl
-# lua-cjson is linked statically (ARCHITECTURE.md): its .a from lua-cjson-dev.
+# lua-cjson is linked statically: its .a from lua-cjson-dev.
 CJSON_LIB := -Wl,-Bstatic -llua5.4-cjson -Wl,-Bdynamic
 
 WARN := -Wall -Wextra -Wshadow -Werror

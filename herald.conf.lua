@@ -1,7 +1,7 @@
 -- herald.conf.lua: a sample configuration. `herald serve` reads
 -- ./herald.conf.lua when it exists (or the file given with --config); every
--- key has a default (API.md), so each line below is optional. The
--- commented-out values are the defaults.
+-- key has a default (docs/configuration.md), so each line below is optional.
+-- The commented-out values are the defaults.
 
 -- listen = "127.0.0.1:7400"
 -- admin_socket = nil            -- $XDG_RUNTIME_DIR/herald.sock, else

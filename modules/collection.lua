@@ -12,7 +12,7 @@
 -- Methods: query(queryString, ...), length(), first(), map(fn),
 -- filter(fn), orderBy(path [, "asc"|"desc"]); query, map, filter and
 -- orderBy return new collections holding the same elements. query follows
--- 4D's syntax (API.md); a malformed query raises
+-- 4D's syntax (docs/lua-api.md); a malformed query raises
 -- `query: <what> at position <byte> in "<query>"`, blaming the caller.
 --
 -- Nothing here calls Lua back from a C function (no table.sort with a
