@@ -13,9 +13,9 @@
 /* Addresses remembered for their failures, and for how long. */
 #define MAX_ADDRESSES 1024
 #define FORGET_AFTER_MS (15 * 60 * 1000)
-/* Checks of one address at once; more fail without a check (and wait
- * their delay like any failure), so one address cannot fill the pool. */
-#define MAX_CHECKS_PER_ADDRESS 8
+/* Checks of one address at once; more wait their turn, so that one
+ * address cannot fill the thread pool for everyone else. */
+#define MAX_CHECKS_PER_ADDRESS 4
 
 typedef struct address {
   char ip[48];
@@ -32,6 +32,7 @@ struct auth {
   uv_fs_poll_t poll;
   int polling;
   address_t addresses[MAX_ADDRESSES];
+  auth_login_t *waiting; /* checks waiting for their address's turn */
 };
 
 struct auth_login {
@@ -46,9 +47,10 @@ struct auth_login {
   char *password;
   size_t len;
   int64_t started_ms;
-  int ok, cancelled, checked;
+  int ok, cancelled, missing;
   auth_done_fn done;
   void *data;
+  auth_login_t *next_waiting;
 };
 
 /* --- the users file ---------------------------------------------------- */
@@ -171,8 +173,6 @@ static void wipe_password(auth_login_t *l) {
 
 static void login_free(auth_login_t *l) {
   wipe_password(l);
-  if (l->from != NULL && l->checked)
-    l->from->checking--;
   free(l->groups);
   free(l);
 }
@@ -223,20 +223,54 @@ static void conclude(auth_login_t *l) {
     delay = MAX_DELAY_S;
   log_warn("login failed: %s from %s (%s; failure %d from this address, "
            "answered after %g s)", l->name, l->ip,
-           l->hash[0] == '\0' ? "no such user" : "wrong password", failures,
-           delay);
+           l->hash[0] == '\0' ? "no such user"
+           : l->missing        ? "no password"
+                               : "wrong password",
+           failures, delay);
   wait_ms = l->started_ms + (int64_t)(delay * 1000) - clock_mono_ms();
   uv_timer_start(&l->timer, answer_refusal, wait_ms > 0 ? (uint64_t)wait_ms
                                                         : 0, 0);
 }
 
+static void start_check(auth_login_t *l);
+
+/* A check of l's address is over: the next one of that address that
+ * waits may run. */
+static void next_of_address(auth_t *a, address_t *from) {
+  for (auth_login_t **pp = &a->waiting; *pp != NULL;
+       pp = &(*pp)->next_waiting) {
+    if ((*pp)->from == from) {
+      auth_login_t *l = *pp;
+      *pp = l->next_waiting;
+      start_check(l);
+      return;
+    }
+  }
+}
+
 static void after_check(uv_work_t *w, int status) {
   auth_login_t *l = w->data;
+  auth_t *a = l->a;
+  address_t *from = l->from;
   (void)status;
-  if (l->cancelled) {
+  if (from != NULL)
+    from->checking--;
+  if (l->cancelled)
     uv_close((uv_handle_t *)&l->timer, on_timer_closed);
+  else
+    conclude(l);
+  if (from != NULL)
+    next_of_address(a, from);
+}
+
+static void start_check(auth_login_t *l) {
+  l->work.data = l;
+  if (uv_queue_work(l->a->loop, &l->work, check, after_check) == 0) {
+    if (l->from != NULL)
+      l->from->checking++;
     return;
   }
+  wipe_password(l);
   conclude(l);
 }
 
@@ -271,32 +305,26 @@ auth_login_t *auth_check(auth_t *a, const char *ip, const char *name,
   uv_timer_init(a->loop, &l->timer);
   l->timer.data = l;
   l->from = address_of(a, ip);
-  /* A missing or oversized password, or an address with too many checks
-   * under way, fails without a check; it still waits its delay. */
+  /* A missing or oversized password fails without a check; it still
+   * waits its delay. */
+  l->missing = password == NULL;
   run_check = password != NULL && len <= USERS_PASSWORD_MAX &&
-              (l->from == NULL ||
-               l->from->checking < MAX_CHECKS_PER_ADDRESS);
-  if (run_check) {
-    l->password = malloc(len + 1);
-    if (l->password == NULL) {
-      run_check = 0;
-    } else {
-      memcpy(l->password, password, len);
-      l->password[len] = '\0';
-      l->len = len;
-    }
+              (l->password = malloc(len + 1)) != NULL;
+  if (!run_check) {
+    conclude(l);
+    return l;
   }
-  if (run_check) {
-    l->work.data = l;
-    if (uv_queue_work(a->loop, &l->work, check, after_check) == 0) {
-      l->checked = 1;
-      if (l->from != NULL)
-        l->from->checking++;
-      return l;
-    }
-    wipe_password(l);
+  memcpy(l->password, password, len);
+  l->password[len] = '\0';
+  l->len = len;
+  if (l->from != NULL && l->from->checking >= MAX_CHECKS_PER_ADDRESS) {
+    auth_login_t **pp = &a->waiting;
+    while (*pp != NULL)
+      pp = &(*pp)->next_waiting;
+    *pp = l;
+    return l;
   }
-  conclude(l);
+  start_check(l);
   return l;
 }
 
@@ -304,6 +332,14 @@ void auth_cancel(auth_login_t *l) {
   if (l->cancelled)
     return;
   l->cancelled = 1;
+  for (auth_login_t **pp = &l->a->waiting; *pp != NULL;
+       pp = &(*pp)->next_waiting) {
+    if (*pp == l) { /* never started: nothing else holds it */
+      *pp = l->next_waiting;
+      uv_close((uv_handle_t *)&l->timer, on_timer_closed);
+      return;
+    }
+  }
   /* During the check, after_check frees it; during the delay, now. */
   if (uv_is_active((uv_handle_t *)&l->timer)) {
     uv_timer_stop(&l->timer);
