@@ -292,8 +292,14 @@ static int l_message_status(lua_State *L) {
 static int l_drop_remote_user(lua_State *L) {
   server_t *srv = server_up(L);
   const char *id = luaL_checkstring(L, 1);
-  lua_pushboolean(L, srv != NULL &&
-                         server_drop(srv, id, "dropped by an administrator"));
+  size_t len;
+  const char *reason = luaL_optlstring(L, 2, "dropped by an administrator",
+                                       &len);
+  if (len > 1024 || !proto_valid_utf8(reason, len) ||
+      memchr(reason, '\0', len) != NULL)
+    return luaL_argerror(L, 2, "a reason of at most 1024 bytes of UTF-8 "
+                               "text expected");
+  lua_pushboolean(L, srv != NULL && server_drop(srv, id, reason));
   return 1;
 }
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "process.h"
 #include "sched.h"
 #include "vm.h"
 
@@ -84,6 +85,16 @@ static void push_args_copy(lua_State *L, int t) {
   lua_setfield(L, -2, "n");
 }
 
+/* A method runs under its caller's limits and ends with its session; a
+ * job it scheduled would escape both, so the schedule is not a method's
+ * to change. */
+static void refuse_methods(lua_State *L, const char *name) {
+  process_t *p = process_running();
+  if (p != NULL && p->type == PROCESS_METHOD)
+    luaL_error(L, "%s: not available to methods called by remote users "
+                  "(a job would outlive its caller's limits)", name);
+}
+
 /*
  * schedule(spec, script_or_function) -> job ID
  * spec: a cron string ("45 21 * * 1-5", "@hourly"), a number of seconds
@@ -96,6 +107,7 @@ static int l_schedule(lua_State *L) {
   char err[512];
   int id;
 
+  refuse_methods(L, "schedule");
   memset(&spec, 0, sizeof(spec));
   spec.fn_ref = spec.args_ref = LUA_NOREF;
   lua_settop(L, 2);
@@ -136,6 +148,7 @@ static int l_schedule(lua_State *L) {
 /* unschedule(id) -> true, or false for an unknown ID */
 static int l_unschedule(lua_State *L) {
   lua_Integer id = luaL_checkinteger(L, 1);
+  refuse_methods(L, "unschedule");
   lua_pushboolean(L, id > 0 && id <= 0x7fffffff &&
                          sched_remove(sched_up(L), (int)id));
   return 1;
@@ -145,6 +158,7 @@ static int l_unschedule(lua_State *L) {
  * false for an unknown ID or a job that is running */
 static int l_run_job(lua_State *L) {
   lua_Integer id = luaL_checkinteger(L, 1);
+  refuse_methods(L, "run_job");
   lua_pushboolean(L, id > 0 && id <= 0x7fffffff &&
                          sched_run_now(sched_up(L), (int)id));
   return 1;

@@ -188,10 +188,20 @@ static int permitted(server_t *srv, const session_t *s,
       return 1;
     p += len + (p[len] == ',');
   }
-  snprintf(why, whylen, "method %s: forbidden: it is for group%s %s",
-           e->name, strchr(e->allow, ',') != NULL ? "s" : "", e->allow);
+  if (e->allow[0] == '\0')
+    snprintf(why, whylen, "method %s: forbidden: it is for no group",
+             e->name);
+  else
+    snprintf(why, whylen, "method %s: forbidden: it is for group%s %s",
+             e->name, strchr(e->allow, ',') != NULL ? "s" : "", e->allow);
   log_warn("session %s (%s): %s", s->id, s->user_name, why);
   return 0;
+}
+
+static void bad_allow(lua_State *L, const char *name) {
+  lua_pushfstring(L, "method %s: 'allow' must be an array of group names "
+                     "(letters, digits, '_' and '-')", name);
+  lua_error(L);
 }
 
 /* The allow list at idx (an array of group names, or nil) as a
@@ -204,8 +214,7 @@ static void read_allow(lua_State *L, int idx, const char *name, char **out) {
   if (lua_isnil(L, idx))
     return;
   if (!lua_istable(L, idx))
-    luaL_error(L, "method %s: 'allow' must be an array of group names",
-               name);
+    bad_allow(L, name);
   n = (lua_Integer)lua_rawlen(L, idx);
   luaL_buffinit(L, &b);
   for (lua_Integer i = 1; i <= n; i++) {
@@ -213,8 +222,7 @@ static void read_allow(lua_State *L, int idx, const char *name, char **out) {
     lua_rawgeti(L, idx, i);
     g = lua_tostring(L, -1);
     if (lua_type(L, -1) != LUA_TSTRING || !users_valid_group(g))
-      luaL_error(L, "method %s: 'allow' must be an array of group names "
-                 "(letters, digits, '_' and '-')", name);
+      bad_allow(L, name);
     lua_pop(L, 1);
     if (i > 1)
       luaL_addchar(&b, ',');
@@ -269,7 +277,8 @@ static int l_keep(lua_State *L) {
                    : NULL;
   if (s != NULL && !permitted(call->srv, s, e, why, sizeof(why))) {
     call->forbidden = 1;
-    return luaL_error(L, "%s", why);
+    lua_pushstring(L, why); /* the loader's own position says nothing */
+    return lua_error(L);
   }
   return 0;
 }

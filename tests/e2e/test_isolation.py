@@ -883,6 +883,36 @@ class Processes(IsolationTest):
         self.refused(self.call(w, "boom", call_id=2), "failed",
                      names="boom")
 
+    def test_a_method_cannot_change_the_schedule(self):
+        # A job it scheduled would escape its session's limits and end.
+        srv = self.start(CONFIG, sched=method(
+            'return schedule(1, function() while true do end end)'),
+                         unsched=method('return unschedule(1)'),
+                         runjob=method('return run_job(1)'),
+                         peek=method('return #get_schedule()'))
+        w = srv.wire("Caller")
+        for call_id, name in enumerate(("sched", "unsched", "runjob"), 1):
+            with self.subTest(method=name):
+                err = self.refused(self.call(w, name, call_id=call_id),
+                                   "failed")
+                self.assertIn("not available to methods called by remote "
+                              "users", err)
+        self.assertEqual(self.ok(self.call(w, "peek", call_id=4)), 0)
+        # The console and herald run still can.
+        self.assertEqual(srv.lua("print(type(schedule(3600, "
+                                 "function() end)))").strip(), "number")
+
+    def test_a_drop_tells_the_client_its_reason(self):
+        srv = self.start(CONFIG)
+        w = srv.wire("Dropped")
+        sid = w.welcome["sessionID"]
+        srv.lua(f'print(drop_remote_user("{sid}", "maintenance at 10pm"))')
+        frame = w.recv_type("drop")
+        self.assertEqual(frame["reason"], "maintenance at 10pm")
+        out = srv.run_script(f'drop_remote_user("{sid}", ("x"):rep(2000))')
+        self.assertEqual(out.returncode, 1)
+        self.assertIn("bad argument #2 to 'drop_remote_user'", out.stderr)
+
     def start_waiting(self, config=CONFIG):
         """A server, and a session with three calls delayed for 30 s."""
         srv = self.start(config, wait30=WAIT30)
