@@ -26,11 +26,21 @@ static void call_usage(void) {
     "                       else " PEER_DEFAULT_SERVER ")\n"
     "  --user NAME          user name (default: your login name)\n"
     "  --timeout SECONDS    how long to wait for the result (default 60)\n"
+    "  --tls                connect with TLS; the server's certificate must\n"
+    "                       be valid for HOST (system CA store)\n"
+    "  --ca FILE            verify the server with the CA certificates in\n"
+    "                       FILE instead (implies --tls)\n"
+    "  --password-stdin     read the password from the first line of stdin\n"
     "  --help               show this help\n"
     "  --                   what follows is METHOD and arguments\n"
     "\n"
-    "Exit status: 0 success, 1 the method failed or the server refused,\n"
-    "2 usage error or server unreachable.\n");
+    "The password, where the server asks for one: --password-stdin, else\n"
+    "$HERALD_PASSWORD, else typed on the terminal when the server refuses\n"
+    "the hello without one.\n"
+    "\n"
+    "Exit status: 0 success, 1 the method failed or the server refused (a\n"
+    "wrong password too), 2 usage error, server unreachable, or TLS failed\n"
+    "(the certificate, or TLS on one side only).\n");
 }
 
 /*
@@ -146,9 +156,9 @@ static int call_wait(peer_t *p, const char *method, double timeout) {
 int callcmd_main(int argc, char **argv) {
   peer_t *p;
   const char *server = NULL, *user = NULL, *timeout_s = NULL;
-  const char *method = NULL;
+  const char *method = NULL, *ca = NULL;
   char **args;
-  int nargs = 0, status = 2, options = 1, rc;
+  int nargs = 0, status = 2, options = 1, rc, tls = 0, pw_stdin = 0;
   double timeout = 60;
   char err[256], code[64];
   lua_State *L;
@@ -170,13 +180,18 @@ int callcmd_main(int argc, char **argv) {
       call_usage();
       status = 0;
       goto done;
+    } else if (options && strcmp(a, "--tls") == 0) {
+      tls = 1;
+    } else if (options && strcmp(a, "--password-stdin") == 0) {
+      pw_stdin = 1;
     } else if (options &&
                ((r = peer_opt_value("call", argc, argv, &i, "--server",
                                     &server)) ||
                 (r = peer_opt_value("call", argc, argv, &i, "--user",
                                     &user)) ||
                 (r = peer_opt_value("call", argc, argv, &i, "--timeout",
-                                    &timeout_s)))) {
+                                    &timeout_s)) ||
+                (r = peer_opt_value("call", argc, argv, &i, "--ca", &ca)))) {
       if (r < 0) goto usage;
     } else if (options && strncmp(a, "--", 2) == 0) {
       fprintf(stderr, "herald: call: unknown option '%s'\n", a);
@@ -195,6 +210,8 @@ int callcmd_main(int argc, char **argv) {
       peer_parse_seconds("call", "--timeout", timeout_s, 1, &timeout) < 0)
     goto usage;
   if (peer_setup(p, "call", server, user, NULL, NULL) < 0) goto usage;
+  if ((tls || ca != NULL) && peer_setup_tls(p, "call", ca) < 0) goto usage;
+  if (peer_setup_password(p, "call", pw_stdin) < 0) goto usage;
   if (peer_json_open(p, err, sizeof(err)) < 0) {
     fprintf(stderr, "herald: call: %s\n", err);
     status = 1;
@@ -204,7 +221,7 @@ int callcmd_main(int argc, char **argv) {
   if (push_args(p, nargs, args) < 0) goto done; /* status 2 */
 
   peer_signals_catch();
-  rc = peer_handshake(p, 0, code, sizeof(code), err, sizeof(err));
+  rc = peer_login(p, code, sizeof(code), err, sizeof(err));
   if (rc == PEER_HS_OK) {
     peer_frame_new(L, "call");
     peer_frame_int(L, "id", 1);
@@ -219,6 +236,12 @@ int callcmd_main(int argc, char **argv) {
       status = call_wait(p, method, timeout);
     }
     peer_send_simple(p, "bye", err, sizeof(err));
+  } else if (rc == PEER_HS_AUTH) {
+    fprintf(stderr, "herald: call: %s\n", err);
+    status = 1;
+  } else if (rc == PEER_HS_TLS) {
+    fprintf(stderr, "herald: call: %s\n", err);
+    status = 2;
   } else if (rc == PEER_HS_REFUSED) {
     fprintf(stderr, "herald: connection refused by the server: %s\n", err);
     status = 1;

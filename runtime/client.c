@@ -339,13 +339,28 @@ static int client_run(client_t *c) {
     int resume = had_session && peer_has_token(c->p), rc, lost = 0;
     int64_t delay, now;
     snprintf(old_sid, sizeof(old_sid), "%s", peer_sid(c->p));
-    rc = peer_handshake(c->p, resume, code, sizeof(code), err, sizeof(err));
-    if (rc == PEER_HS_REFUSED && resume && strcmp(code, "unauthorized") == 0) {
-      /* the session expired or the server restarted: start a new one */
-      peer_drop_token(c->p);
-      rc = peer_handshake(c->p, 0, code, sizeof(code), err, sizeof(err));
+    if (resume) {
+      rc = peer_handshake(c->p, 1, code, sizeof(code), err, sizeof(err));
+      if (rc == PEER_HS_REFUSED && strcmp(code, "unauthorized") == 0) {
+        /* the session expired or the server restarted: start a new one */
+        peer_drop_token(c->p);
+        rc = peer_login(c->p, code, sizeof(code), err, sizeof(err));
+      }
+    } else {
+      rc = peer_login(c->p, code, sizeof(code), err, sizeof(err));
     }
     if (rc == PEER_HS_SIGNAL) return 0;
+    /* Neither a refused password nor a certificate that fails
+     * verification gets better with retries: stop at once, even with
+     * --retry or after a lost connection. */
+    if (rc == PEER_HS_AUTH) {
+      fprintf(stderr, "herald: client: %s\n", err);
+      return 1;
+    }
+    if (rc == PEER_HS_TLS) {
+      fprintf(stderr, "herald: client: %s\n", err);
+      return 2;
+    }
     if (rc == PEER_HS_REFUSED) {
       fprintf(stderr, "herald: connection refused by the server: %s\n", err);
       return 1;
@@ -414,19 +429,29 @@ static void client_usage(void) {
     "                       at start (default: exit with status 2)\n"
     "  --give-up SECONDS    stop reconnecting after SECONDS without a\n"
     "                       connection (default 0: never)\n"
+    "  --tls                connect with TLS; the server's certificate must\n"
+    "                       be valid for HOST (system CA store)\n"
+    "  --ca FILE            verify the server with the CA certificates in\n"
+    "                       FILE instead (implies --tls)\n"
+    "  --password-stdin     read the password from the first line of stdin\n"
     "  --help               show this help\n"
     "\n"
+    "The password, where the server asks for one: --password-stdin, else\n"
+    "$HERALD_PASSWORD, else typed on the terminal when the server refuses\n"
+    "the hello without one.\n"
+    "\n"
     "The client reconnects by itself and resumes its session. Exit status:\n"
-    "0 interrupted or --once done, 1 dropped or refused by the server,\n"
-    "2 usage error or server unreachable at start.\n");
+    "0 interrupted or --once done, 1 dropped or refused by the server (a\n"
+    "wrong password too), 2 usage error, server unreachable at start, or\n"
+    "TLS failed (the certificate, or TLS on one side only).\n");
 }
 
 int client_main(int argc, char **argv) {
   client_t *c;
   const char *server = NULL, *user = NULL, *machine = NULL, *sysuser = NULL;
-  const char *give_up = NULL;
+  const char *give_up = NULL, *ca = NULL;
   char err[256];
-  int status = 2;
+  int status = 2, tls = 0, pw_stdin = 0;
 
   c = calloc(1, sizeof(*c));
   if (c != NULL) c->p = peer_new();
@@ -447,6 +472,8 @@ int client_main(int argc, char **argv) {
     else if (strcmp(a, "--once") == 0) c->once = 1;
     else if (strcmp(a, "--notify") == 0) c->notify = 1;
     else if (strcmp(a, "--retry") == 0) c->retry = 1;
+    else if (strcmp(a, "--tls") == 0) tls = 1;
+    else if (strcmp(a, "--password-stdin") == 0) pw_stdin = 1;
     else if ((r = peer_opt_value("client", argc, argv, &i, "--server",
                                  &server)) ||
              (r = peer_opt_value("client", argc, argv, &i, "--user",
@@ -456,7 +483,8 @@ int client_main(int argc, char **argv) {
              (r = peer_opt_value("client", argc, argv, &i, "--system-user",
                                  &sysuser)) ||
              (r = peer_opt_value("client", argc, argv, &i, "--give-up",
-                                 &give_up))) {
+                                 &give_up)) ||
+             (r = peer_opt_value("client", argc, argv, &i, "--ca", &ca))) {
       if (r < 0) goto usage;
     } else {
       if (a[0] == '-')
@@ -471,6 +499,9 @@ int client_main(int argc, char **argv) {
     goto usage;
   if (peer_setup(c->p, "client", server, user, machine, sysuser) < 0)
     goto usage;
+  if ((tls || ca != NULL) && peer_setup_tls(c->p, "client", ca) < 0)
+    goto usage;
+  if (peer_setup_password(c->p, "client", pw_stdin) < 0) goto usage;
 
   setlocale(LC_CTYPE, "");
   c->utf8 = strcmp(nl_langinfo(CODESET), "UTF-8") == 0;

@@ -1,7 +1,8 @@
 /*
  * peer: what a command-line tool needs to talk to a herald server as a
- * remote user (PROTOCOL.md): the connection with its hello and welcome,
- * JSON frames through lua-cjson, and interruptible waits.
+ * remote user (PROTOCOL.md): the connection (TCP, or TLS through
+ * peer_tls.c) with its hello and welcome, the password, JSON frames
+ * through lua-cjson, and interruptible waits.
  */
 #include "peer.h"
 
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,13 +27,17 @@
 #include <lua-cjson.h>
 
 #include "netaddr.h"
+#include "peer_tls.h"
 
 /* The longest line accepted from a server: a call's result may be a
  * listing of every session (about 300 bytes each). */
 #define LINE_MAX_BYTES (64 * 1024 * 1024)
 #define READ_CHUNK 65536
 #define CONNECT_MS 10000
-#define HANDSHAKE_MS 10000           /* hello sent, welcome awaited */
+/* Hello sent, welcome awaited: a server with users answers a failed
+ * login late on purpose, up to 30 s after repeated failures (auth_delay,
+ * doubling), and that answer must be read as a refusal, not a timeout. */
+#define HANDSHAKE_MS 40000
 #define WRITE_MS 10000               /* a frame the server does not read */
 #define DEFAULT_HEARTBEAT 30
 #define USER_MAX 128
@@ -131,12 +137,10 @@ static int linebuf_take(linebuf_t *lb, char **line, size_t *len) {
 }
 
 /*
- * Appends what the socket has to lb, first moving the unconsumed bytes to
- * the front. Returns the bytes read, 0 at end of stream, -1 with errno
- * (EAGAIN: nothing to read yet).
+ * Makes room for READ_CHUNK more bytes at the end of lb, first moving the
+ * unconsumed bytes to the front. Returns 0, or -1 when memory runs out.
  */
-static ssize_t linebuf_fill(linebuf_t *lb, int fd) {
-  ssize_t n;
+static int linebuf_room(linebuf_t *lb) {
   if (lb->start > 0) {
     memmove(lb->buf, lb->buf + lb->start, lb->len - lb->start);
     lb->len -= lb->start;
@@ -148,16 +152,11 @@ static ssize_t linebuf_fill(linebuf_t *lb, int fd) {
     char *p;
     while (cap - lb->len < READ_CHUNK) cap *= 2;
     p = realloc(lb->buf, cap);
-    if (p == NULL) {
-      errno = ENOMEM;
-      return -1;
-    }
+    if (p == NULL) return -1;
     lb->buf = p;
     lb->cap = cap;
   }
-  n = recv(fd, lb->buf + lb->len, lb->cap - lb->len, 0);
-  if (n > 0) lb->len += (size_t)n;
-  return n;
+  return 0;
 }
 
 /* ---- JSON through lua-cjson --------------------------------------------- */
@@ -173,7 +172,27 @@ typedef struct json {
   lua_State *L;
   char empty[64]; /* cjson's encoding of PEER_EMPTY_ARRAY */
   size_t empty_len;
+  char secret[64]; /* cjson's encoding of SECRET_MARK */
+  size_t secret_len;
 } json_t;
+
+/*
+ * Where the hello's password goes: the frame holds this string, and
+ * send_secret writes the password in its place in the encoded text, so
+ * that the password is never a Lua string (which nothing could wipe).
+ */
+#define SECRET_MARK "\001herald:password\001"
+
+/* Copies the encoding of the string on top of the stack into buf (cap
+ * bytes) and pops it; the encoding of a short marker always fits. */
+static size_t take_encoding(lua_State *L, char *buf, size_t cap) {
+  size_t n;
+  const char *s = lua_tolstring(L, -1, &n);
+  if (n >= cap) n = 0; /* cannot happen: a short string */
+  memcpy(buf, s, n);
+  lua_pop(L, 1);
+  return n;
+}
 
 static int open_cjson(lua_State *L) {
   luaL_requiref(L, "cjson", luaopen_cjson, 0);
@@ -184,35 +203,33 @@ static int open_cjson(lua_State *L) {
   lua_getfield(L, -1, "encode");
   lua_pushstring(L, PEER_EMPTY_ARRAY);
   lua_call(L, 1, 1);
-  return 2;
+  lua_getfield(L, -2, "encode");
+  lua_pushstring(L, SECRET_MARK);
+  lua_call(L, 1, 1);
+  return 3;
 }
 
 /*
  * Creates j's Lua state with cjson loaded (at index 1) and learns how cjson
- * spells PEER_EMPTY_ARRAY. Returns 0, or -1 with the reason in err. Release
- * with json_close.
+ * spells PEER_EMPTY_ARRAY and SECRET_MARK. Returns 0, or -1 with the
+ * reason in err. Release with json_close.
  */
 static int json_open(json_t *j, char *err, size_t errlen) {
-  size_t n;
-  const char *s;
   j->L = luaL_newstate();
   if (j->L == NULL) {
     snprintf(err, errlen, "cannot create a lua state: out of memory");
     return -1;
   }
   lua_pushcfunction(j->L, open_cjson);
-  if (lua_pcall(j->L, 0, 2, 0) != LUA_OK) {
+  if (lua_pcall(j->L, 0, 3, 0) != LUA_OK) {
     snprintf(err, errlen, "cannot load cjson: %s", lua_tostring(j->L, -1));
     lua_close(j->L);
     j->L = NULL;
     return -1;
   }
-  s = lua_tolstring(j->L, -1, &n);
-  if (n >= sizeof(j->empty)) n = 0; /* cannot happen: a short string */
-  memcpy(j->empty, s, n);
-  j->empty_len = n;
-  lua_pop(j->L, 1); /* leaves the module at index 1 */
-  return 0;
+  j->secret_len = take_encoding(j->L, j->secret, sizeof(j->secret));
+  j->empty_len = take_encoding(j->L, j->empty, sizeof(j->empty));
+  return 0; /* the module stays at index 1 */
 }
 
 static void json_close(json_t *j) {
@@ -357,8 +374,16 @@ struct peer {
   const char *line; /* the last frame's text, valid until the next read */
   size_t line_len;
   int fd;
+  peer_tls_t *tls; /* NULL: plain TCP */
+  peer_tls_conn_t *tc; /* the TLS connection over fd */
+  short want; /* what the next read waits for (TLS may have to write) */
   linebuf_t in;
+  int heard; /* a byte came on this connection */
   int64_t last_heard, last_ping;
+  /* the hello's password: pw_len bytes, wiped by peer_free */
+  char pw[PEER_PASSWORD_MAX + 1];
+  size_t pw_len;
+  int has_pw, may_ask; /* may_ask: stdin is a terminal, not asked yet */
   /* from the last welcome */
   char sid[PEER_SID_MAX];
   char *token; /* NULL: the session cannot be resumed */
@@ -372,6 +397,8 @@ peer_t *peer_new(void) {
 }
 
 void peer_close(peer_t *p) {
+  peer_tls_close(p->tc);
+  p->tc = NULL;
   if (p->fd >= 0) close(p->fd);
   p->fd = -1;
   p->in.start = p->in.len = p->in.scan = 0;
@@ -380,9 +407,11 @@ void peer_close(peer_t *p) {
 void peer_free(peer_t *p) {
   if (p == NULL) return;
   peer_close(p);
+  peer_tls_free(p->tls);
   json_close(&p->json);
   free(p->token);
   free(p->in.buf);
+  explicit_bzero(p->pw, sizeof(p->pw));
   free(p);
 }
 
@@ -468,6 +497,8 @@ static int net_connect(peer_t *p, char *err, size_t errlen) {
   }
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   p->fd = fd;
+  p->want = POLLIN;
+  p->heard = 0;
   p->in.start = p->in.len = p->in.scan = 0;
   p->last_heard = p->last_ping = peer_now_ms();
   rc = 0;
@@ -477,19 +508,54 @@ done:
   return rc;
 }
 
+/*
+ * Reads what the connection has into buf (n bytes at most): the count, 0
+ * at the end of the stream, PEER_TLS_AGAIN when p->want must be waited
+ * for first, -1 with the reason in err.
+ */
+static ssize_t conn_read(peer_t *p, char *buf, size_t n, char *err,
+                         size_t errlen) {
+  ssize_t r;
+  if (p->tc != NULL)
+    return peer_tls_read(p->tc, buf, n, &p->want, err, errlen);
+  r = recv(p->fd, buf, n, 0);
+  if (r >= 0) return r;
+  if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+    p->want = POLLIN;
+    return PEER_TLS_AGAIN;
+  }
+  snprintf(err, errlen, "%s", strerror(errno));
+  return -1;
+}
+
+/* Writes some of buf: as conn_read, the count or PEER_TLS_AGAIN (wait for
+ * *want) or -1. */
+static ssize_t conn_write(peer_t *p, const char *buf, size_t n, short *want,
+                          char *err, size_t errlen) {
+  ssize_t r;
+  if (p->tc != NULL) return peer_tls_write(p->tc, buf, n, want, err, errlen);
+  r = send(p->fd, buf, n, MSG_NOSIGNAL);
+  if (r >= 0) return r;
+  if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+    *want = POLLOUT;
+    return PEER_TLS_AGAIN;
+  }
+  snprintf(err, errlen, "%s", strerror(errno));
+  return -1;
+}
+
 /* Writes all of buf, waiting at most WRITE_MS for the server to read. */
-static int send_all(int fd, const char *buf, size_t len, char *err,
+static int send_all(peer_t *p, const char *buf, size_t len, char *err,
                     size_t errlen) {
   int64_t deadline = peer_now_ms() + WRITE_MS;
   while (len > 0) {
-    ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+    short want = POLLOUT;
+    ssize_t n = conn_write(p, buf, len, &want, err, errlen);
     if (n > 0) {
       buf += n;
       len -= (size_t)n;
-    } else if (n < 0 && errno == EINTR) {
-      continue;
-    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      int w = peer_wait_fd(fd, POLLOUT, deadline, 0);
+    } else if (n == PEER_TLS_AGAIN) {
+      int w = peer_wait_fd(p->fd, want, deadline, 0);
       if (w == 0) {
         snprintf(err, errlen, "the server read nothing for %d s",
                  WRITE_MS / 1000);
@@ -500,7 +566,7 @@ static int send_all(int fd, const char *buf, size_t len, char *err,
         return -1;
       }
     } else {
-      snprintf(err, errlen, "%s", strerror(errno));
+      if (n == 0) snprintf(err, errlen, "the server closed the connection");
       return -1;
     }
   }
@@ -512,7 +578,7 @@ int peer_send_frame(peer_t *p, char *err, size_t errlen) {
   size_t len;
   int rc = -1;
   if (json_encode(&p->json, -1, 1, 1, &buf, &len, err, errlen) == 0) {
-    rc = send_all(p->fd, buf, len, err, errlen);
+    rc = send_all(p, buf, len, err, errlen);
     free(buf);
   }
   lua_pop(p->json.L, 1);
@@ -537,6 +603,9 @@ void peer_echo_line(const peer_t *p) {
 }
 
 int peer_read_frame(peer_t *p, int64_t deadline, char *err, size_t errlen) {
+  /* TLS may hold bytes it took from the socket already, which poll would
+   * not see: then read before waiting. */
+  int ready = p->tc != NULL && peer_tls_pending(p->tc);
   for (;;) {
     char *line, why[200];
     size_t len, i = 0;
@@ -569,20 +638,35 @@ int peer_read_frame(peer_t *p, int64_t deadline, char *err, size_t errlen) {
       }
       return PEER_RD_FRAME;
     }
-    w = peer_wait_fd(p->fd, POLLIN, deadline, 1);
-    if (w == 0) return PEER_RD_TIMEOUT;
-    if (w == PEER_WAIT_SIGNAL) return PEER_RD_SIGNAL;
-    n = w < 0 ? -1 : linebuf_fill(&p->in, p->fd);
+    if (!ready) {
+      w = peer_wait_fd(p->fd, p->want, deadline, 1);
+      if (w == 0) return PEER_RD_TIMEOUT;
+      if (w == PEER_WAIT_SIGNAL) return PEER_RD_SIGNAL;
+      if (w < 0) {
+        snprintf(err, errlen, "%s", strerror(errno));
+        return PEER_RD_ERROR;
+      }
+    }
+    if (linebuf_room(&p->in) < 0) {
+      snprintf(err, errlen, "out of memory for the server's line");
+      return PEER_RD_ERROR;
+    }
+    n = conn_read(p, p->in.buf + p->in.len, p->in.cap - p->in.len, err,
+                  errlen);
+    if (n == PEER_TLS_AGAIN) {
+      ready = 0; /* at most a part of a TLS record: wait for the rest */
+      continue;
+    }
     if (n == 0) {
       snprintf(err, errlen, "the server closed the connection");
       return PEER_RD_CLOSED;
     }
-    if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) continue;
-      snprintf(err, errlen, "%s", strerror(errno));
-      return PEER_RD_ERROR;
-    }
+    if (n < 0) return PEER_RD_ERROR;
+    p->in.len += (size_t)n;
+    p->heard = 1;
+    p->want = POLLIN;
     p->last_heard = peer_now_ms();
+    ready = p->tc != NULL && peer_tls_pending(p->tc);
   }
 }
 
@@ -605,16 +689,110 @@ static int take_welcome(peer_t *p, char *err, size_t errlen) {
   return PEER_HS_OK;
 }
 
+/*
+ * Writes the password into out as a JSON string, quotes included; out has
+ * room for 6 bytes a byte and 2. The password is UTF-8 (checked when it
+ * was taken): only '"', '\\' and control characters need escaping.
+ */
+static size_t json_quote(const char *s, size_t n, char *out) {
+  static const char hex[] = "0123456789abcdef";
+  size_t k = 0;
+  out[k++] = '"';
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '"' || c == '\\') {
+      out[k++] = '\\';
+      out[k++] = (char)c;
+    } else if (c < 0x20 || c == 0x7f) {
+      memcpy(out + k, "\\u00", 4);
+      out[k + 4] = hex[c >> 4];
+      out[k + 5] = hex[c & 15];
+      k += 6;
+    } else {
+      out[k++] = (char)c;
+    }
+  }
+  out[k++] = '"';
+  return k;
+}
+
+/*
+ * Sends the frame on top of the stack (popped) as peer_send_frame does,
+ * with p's password in place of the value SECRET_MARK. Every copy of the
+ * password made here is wiped before it is freed.
+ */
+static int send_secret(peer_t *p, char *err, size_t errlen) {
+  json_t *j = &p->json;
+  char *buf, *out = NULL, *at = NULL;
+  size_t len, k = 0, cap;
+  int rc = -1;
+  if (json_encode(j, -1, 1, 1, &buf, &len, err, errlen) < 0) goto done;
+  /* the marker as a value: after ':', where cjson's text is no string */
+  for (size_t i = 1; i + j->secret_len <= len; i++)
+    if (buf[i - 1] == ':' && buf[i] == '"' &&
+        memcmp(buf + i, j->secret, j->secret_len) == 0) {
+      at = buf + i;
+      break;
+    }
+  cap = len + 6 * p->pw_len + 2;
+  if (at == NULL || (out = malloc(cap)) == NULL) {
+    snprintf(err, errlen, "cannot encode the hello: %s",
+             at == NULL ? "no place for the password" : "out of memory");
+    free(buf);
+    goto done;
+  }
+  memcpy(out, buf, (size_t)(at - buf));
+  k = (size_t)(at - buf);
+  k += json_quote(p->pw, p->pw_len, out + k);
+  memcpy(out + k, at + j->secret_len, len - (size_t)(at - buf) -
+         j->secret_len);
+  k += len - (size_t)(at - buf) - j->secret_len;
+  free(buf);
+  rc = send_all(p, out, k, err, errlen);
+  explicit_bzero(out, cap);
+  free(out);
+done:
+  lua_pop(j->L, 1);
+  return rc;
+}
+
+/*
+ * After a plaintext hello, whether what the server sent back is TLS: a
+ * TLS record starts with its type (21 alert, 22 handshake) and the major
+ * version 3, which no JSON text does.
+ */
+static int answered_tls(const peer_t *p) {
+  const unsigned char *b = (const unsigned char *)p->in.buf;
+  return p->tls == NULL && p->in.len >= 2 && (b[0] == 21 || b[0] == 22) &&
+         b[1] == 3;
+}
+
 int peer_handshake(peer_t *p, int resume, char *code, size_t codelen,
                    char *err, size_t errlen) {
   lua_State *L = p->json.L;
-  int top = lua_gettop(L), rc;
+  int top = lua_gettop(L), rc, secret = !resume && p->has_pw;
   int64_t deadline;
+  char why[256];
 
   code[0] = '\0';
   rc = net_connect(p, err, errlen);
   if (rc == PEER_WAIT_SIGNAL) return PEER_HS_SIGNAL;
   if (rc < 0) return PEER_HS_FAILED;
+  if (p->tls != NULL) {
+    rc = peer_tls_connect(p->tls, p->fd, p->addr.host,
+                          peer_now_ms() + CONNECT_MS, &p->tc, why,
+                          sizeof(why));
+    if (rc != PEER_TLS_OK) {
+      if (rc == PEER_TLS_REFUSED)
+        snprintf(err, errlen, "TLS with %s failed: %s", p->addr_str, why);
+      else
+        snprintf(err, errlen, "TLS handshake: %s", why);
+      peer_close(p);
+      return rc == PEER_TLS_SIGNAL  ? PEER_HS_SIGNAL
+             : rc == PEER_TLS_REFUSED ? PEER_HS_TLS
+                                      : PEER_HS_FAILED;
+    }
+  }
 
   peer_frame_new(L, "hello");
   peer_frame_str(L, "userName", p->user);
@@ -632,7 +810,9 @@ int peer_handshake(peer_t *p, int resume, char *code, size_t codelen,
     peer_frame_str(L, "token", p->token);
     lua_setfield(L, -2, "resume");
   }
-  if (peer_send_frame(p, err, errlen) < 0) {
+  if (secret) peer_frame_str(L, "password", SECRET_MARK);
+  if ((secret ? send_secret(p, err, errlen)
+              : peer_send_frame(p, err, errlen)) < 0) {
     rc = PEER_HS_FAILED;
     goto done;
   }
@@ -652,6 +832,17 @@ int peer_handshake(peer_t *p, int resume, char *code, size_t codelen,
     }
     if (rc != PEER_RD_FRAME) {
       rc = PEER_HS_FAILED;
+      if (answered_tls(p)) {
+        snprintf(err, errlen, "%s answered in TLS: connect with --tls",
+                 p->addr_str);
+        rc = PEER_HS_TLS;
+      } else if (p->tls == NULL && !p->heard) {
+        /* A herald server answers every hello, if only with an error; a
+         * TLS one closes on a plaintext hello without a word. Not certain
+         * enough to stop a client that reconnects. */
+        snprintf(err, errlen, "the server closed the connection without a "
+                 "word (a TLS server does that: try --tls)");
+      }
       break;
     }
     if (peer_field_is(L, -1, "type", "welcome")) {
@@ -679,6 +870,198 @@ done:
   lua_settop(L, top);
   if (rc != PEER_HS_OK) peer_close(p);
   return rc;
+}
+
+/* ---- passwords ---------------------------------------------------------- */
+
+/* Whether s (n bytes) is UTF-8 with no NUL: the server refuses a frame
+ * that is not UTF-8, and would answer bad_json instead of unauthorized. */
+static int utf8_ok(const char *s, size_t n) {
+  const unsigned char *u = (const unsigned char *)s;
+  size_t i = 0;
+  while (i < n) {
+    unsigned c = u[i], len, cp, min;
+    if (c == 0) return 0;
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    if ((c & 0xe0) == 0xc0) len = 2, cp = c & 0x1f, min = 0x80;
+    else if ((c & 0xf0) == 0xe0) len = 3, cp = c & 0x0f, min = 0x800;
+    else if ((c & 0xf8) == 0xf0) len = 4, cp = c & 0x07, min = 0x10000;
+    else return 0;
+    if (n - i < len) return 0;
+    for (unsigned k = 1; k < len; k++) {
+      if ((u[i + k] & 0xc0) != 0x80) return 0;
+      cp = cp << 6 | (u[i + k] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+      return 0;
+    i += len;
+  }
+  return 1;
+}
+
+enum { LINE_EOF = 0, LINE_OK = 1, LINE_TOO_LONG = 2 };
+
+/*
+ * Reads one line from fd into p->pw, a byte at a time so that nothing
+ * after it is consumed; "\n" and "\r\n" are removed. With `interruptible`
+ * (signals caught), waits in peer_wait_fd so that Ctrl-C ends the wait.
+ * Returns LINE_OK, LINE_EOF (nothing before the end of input),
+ * LINE_TOO_LONG (more than PEER_PASSWORD_MAX bytes; the rest of the line
+ * is read and dropped), PEER_WAIT_SIGNAL, or -1 with errno.
+ */
+static int read_pw_line(peer_t *p, int fd, int interruptible) {
+  size_t n = 0;
+  int got = 0, too_long = 0;
+  for (;;) {
+    char c;
+    ssize_t r;
+    if (interruptible) {
+      int w = peer_wait_fd(fd, POLLIN, peer_now_ms() + 3600 * 1000, 1);
+      if (w == PEER_WAIT_SIGNAL) return PEER_WAIT_SIGNAL;
+      if (w <= 0) {
+        if (w < 0) return -1;
+        continue;
+      }
+    }
+    r = read(fd, &c, 1);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return -1;
+    if (r == 0) {
+      if (!got) return LINE_EOF;
+      break;
+    }
+    got = 1;
+    if (c == '\n') break;
+    if (n < PEER_PASSWORD_MAX) p->pw[n++] = c;
+    else too_long = 1;
+  }
+  if (n > 0 && p->pw[n - 1] == '\r' && !too_long) n--;
+  p->pw[n] = '\0';
+  p->pw_len = n;
+  return too_long ? LINE_TOO_LONG : LINE_OK;
+}
+
+/* Checks the password taken into p->pw; on a fault, wipes it and says why
+ * in err ("the password ..."). Returns 0 or -1. */
+static int check_pw(peer_t *p, const char *from, char *err, size_t errlen) {
+  const char *why = NULL;
+  if (p->pw_len == 0) why = "is empty";
+  else if (!utf8_ok(p->pw, p->pw_len)) why = "is not UTF-8 text";
+  if (why == NULL) {
+    p->has_pw = 1;
+    return 0;
+  }
+  snprintf(err, errlen, "the password %s %s", from, why);
+  explicit_bzero(p->pw, sizeof(p->pw));
+  p->pw_len = 0;
+  return -1;
+}
+
+/*
+ * Reads the password from the terminal on stdin, without echo (the
+ * newline still shows: ECHONL). Returns 0, PEER_HS_SIGNAL, or PEER_HS_AUTH
+ * with the reason in err.
+ */
+static int ask_pw(peer_t *p, char *err, size_t errlen) {
+  struct termios saved, quiet;
+  int tty = tcgetattr(STDIN_FILENO, &saved) == 0, r;
+  fprintf(stderr, "Password for %s: ", p->user);
+  fflush(stderr);
+  if (tty) {
+    quiet = saved;
+    quiet.c_lflag &= ~(tcflag_t)ECHO;
+    quiet.c_lflag |= ECHONL;
+    tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+  }
+  r = read_pw_line(p, STDIN_FILENO, 1);
+  if (tty) tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+  if (r != LINE_OK) fputc('\n', stderr); /* no newline was typed */
+  if (r == PEER_WAIT_SIGNAL) return PEER_HS_SIGNAL;
+  if (r == LINE_OK && check_pw(p, "typed", err, errlen) == 0) return 0;
+  if (r == LINE_TOO_LONG)
+    snprintf(err, errlen, "the password typed is longer than %d bytes",
+             PEER_PASSWORD_MAX);
+  else if (r != LINE_OK)
+    snprintf(err, errlen, "no password typed");
+  explicit_bzero(p->pw, sizeof(p->pw));
+  p->pw_len = 0;
+  return PEER_HS_AUTH;
+}
+
+int peer_setup_password(peer_t *p, const char *cmd, int from_stdin) {
+  char err[256];
+  const char *env = getenv("HERALD_PASSWORD");
+  if (from_stdin) {
+    int r = read_pw_line(p, STDIN_FILENO, 0);
+    if (r == LINE_OK && check_pw(p, "on stdin", err, sizeof(err)) == 0)
+      return 0;
+    if (r == LINE_TOO_LONG)
+      snprintf(err, sizeof(err), "the password on stdin is longer than %d "
+               "bytes", PEER_PASSWORD_MAX);
+    else if (r == LINE_EOF)
+      snprintf(err, sizeof(err), "--password-stdin: no password on stdin");
+    else if (r < 0)
+      snprintf(err, sizeof(err), "--password-stdin: %s", strerror(errno));
+    explicit_bzero(p->pw, sizeof(p->pw));
+    p->pw_len = 0;
+    fprintf(stderr, "herald: %s: %s\n", cmd, err);
+    return -1;
+  }
+  if (env != NULL && env[0] != '\0') {
+    size_t n = strlen(env);
+    if (n > PEER_PASSWORD_MAX) {
+      fprintf(stderr, "herald: %s: HERALD_PASSWORD is longer than %d bytes\n",
+              cmd, PEER_PASSWORD_MAX);
+      return -1;
+    }
+    memcpy(p->pw, env, n);
+    p->pw_len = n;
+    /* The value is wiped where it lies (/proc/PID/environ shows it no
+     * more) and the variable removed, so no child inherits it. */
+    explicit_bzero((char *)env, n);
+    unsetenv("HERALD_PASSWORD");
+    if (check_pw(p, "in HERALD_PASSWORD", err, sizeof(err)) < 0) {
+      fprintf(stderr, "herald: %s: %s\n", cmd, err);
+      return -1;
+    }
+    return 0;
+  }
+  p->may_ask = isatty(STDIN_FILENO);
+  return 0;
+}
+
+int peer_login(peer_t *p, char *code, size_t codelen, char *err,
+               size_t errlen) {
+  int rc = peer_handshake(p, 0, code, codelen, err, errlen);
+  if (rc != PEER_HS_REFUSED || strcmp(code, "unauthorized") != 0) return rc;
+  /* Whether a server wants a password shows only here; ask once, never
+   * in a loop. */
+  if (!p->has_pw && p->may_ask) {
+    p->may_ask = 0;
+    rc = ask_pw(p, err, errlen);
+    if (rc != 0) return rc;
+    rc = peer_handshake(p, 0, code, codelen, err, errlen);
+    if (rc != PEER_HS_REFUSED || strcmp(code, "unauthorized") != 0)
+      return rc;
+  }
+  snprintf(err, errlen, "wrong user name or password%s",
+           p->has_pw ? "" : " (none was given: set HERALD_PASSWORD or use "
+           "--password-stdin)");
+  return PEER_HS_AUTH;
+}
+
+int peer_setup_tls(peer_t *p, const char *cmd, const char *ca) {
+  char err[512];
+  peer_tls_free(p->tls);
+  p->tls = peer_tls_new(ca, err, sizeof(err));
+  if (p->tls == NULL) {
+    fprintf(stderr, "herald: %s: --ca: %s\n", cmd, err);
+    return -1;
+  }
+  return 0;
 }
 
 /* ---- command line ------------------------------------------------------- */

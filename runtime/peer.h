@@ -1,8 +1,9 @@
 /*
  * peer: the plumbing a command-line tool needs to talk to a herald server
  * as a remote user (PROTOCOL.md), shared by `herald client` and `herald
- * call`: interruptible waits, one blocking-style connection with its hello
- * and welcome, frames as Lua tables encoded by lua-cjson, and the options
+ * call`: interruptible waits, one blocking-style connection (plain TCP or
+ * TLS, peer_tls.c) with its hello and welcome, the password that hello
+ * may need, frames as Lua tables encoded by lua-cjson, and the options
  * both commands take.
  */
 #ifndef HERALD_PEER_H
@@ -15,6 +16,9 @@
 
 #define PEER_DEFAULT_SERVER "127.0.0.1:7400"
 #define PEER_SID_MAX 80 /* a session ID's size, its NUL included */
+/* The longest password sent, the server's own limit (USERS_PASSWORD_MAX):
+ * a longer one could never match, so it is refused here. */
+#define PEER_PASSWORD_MAX 1024
 /*
  * lua-cjson 2.1.0 (Debian's) has no empty-array value: an empty Lua table
  * encodes as {}. Where a frame needs [], the table holds this string
@@ -29,7 +33,7 @@ enum { PEER_RD_FRAME = 1, PEER_RD_TIMEOUT = 0, PEER_RD_CLOSED = -1,
        PEER_RD_ERROR = -2, PEER_RD_SIGNAL = -3 };
 /* peer_handshake's results */
 enum { PEER_HS_OK = 0, PEER_HS_FAILED = -1, PEER_HS_REFUSED = -2,
-       PEER_HS_SIGNAL = -3 };
+       PEER_HS_SIGNAL = -3, PEER_HS_TLS = -4, PEER_HS_AUTH = -5 };
 
 /* One server connection and the identity it says hello with. */
 typedef struct peer peer_t;
@@ -64,7 +68,8 @@ int peer_wait_fd(int fd, short events, int64_t deadline, int interruptible);
 /* ---- the connection ---- */
 
 /* A new peer, not connected, with no Lua state yet; NULL when out of
- * memory. peer_free (NULL is fine) closes it and releases everything. */
+ * memory. peer_free (NULL is fine) closes it, wipes its password and
+ * releases everything. */
 peer_t *peer_new(void);
 void peer_free(peer_t *p);
 
@@ -77,6 +82,26 @@ void peer_free(peer_t *p);
  */
 int peer_setup(peer_t *p, const char *cmd, const char *server,
                const char *user, const char *machine, const char *sysuser);
+
+/*
+ * Makes p connect with TLS (TLS 1.2 at least), verifying the server's
+ * certificate against the CA file `ca`, or the system's CA store when ca
+ * is NULL, and its name or IP address against the host of peer_setup's
+ * address (call it after peer_setup). Prints the error and returns -1
+ * when the CA file cannot be used.
+ */
+int peer_setup_tls(peer_t *p, const char *cmd, const char *ca);
+
+/*
+ * Where the hello's password comes from: with `from_stdin`, one line read
+ * from stdin now (without echo on a terminal); else HERALD_PASSWORD (then
+ * wiped from the environment, so that no child inherits it); else, when
+ * stdin is a terminal, peer_login may ask for it once. Prints the error
+ * and returns -1 for a password that is missing on stdin, longer than
+ * PEER_PASSWORD_MAX bytes, or not UTF-8. The password stays in p until
+ * peer_free wipes it: a new session after a lost one needs it again.
+ */
+int peer_setup_password(peer_t *p, const char *cmd, int from_stdin);
 
 /*
  * Creates p's private Lua state with cjson loaded at stack index 1.
@@ -102,11 +127,26 @@ const char *peer_user(const peer_t *p);
  * pings. PEER_HS_OK: connected, p holds the welcome's session.
  * PEER_HS_REFUSED: the server answered `error`; code holds its code and
  * err "code: message". PEER_HS_FAILED: err says why the connection
- * failed. PEER_HS_SIGNAL: interrupted. The connection is closed on every
- * result but PEER_HS_OK.
+ * failed. PEER_HS_TLS: as for peer_login. PEER_HS_SIGNAL: interrupted.
+ * The hello carries p's password unless it resumes. The connection is
+ * closed on every result but PEER_HS_OK.
  */
 int peer_handshake(peer_t *p, int resume, char *code, size_t codelen,
                    char *err, size_t errlen);
+/*
+ * peer_handshake for a new session (never a resume), with what
+ * authentication needs: the password, if p has one, goes in the hello;
+ * when a hello without one is refused `unauthorized` and stdin is a
+ * terminal, asks for it ("Password for NAME: ", no echo) and says hello
+ * once more. PEER_HS_AUTH: the server refused the user name or the
+ * password (err says which hint fits); never worth a retry. PEER_HS_TLS:
+ * TLS cannot work with this server (a certificate that fails
+ * verification, TLS against plaintext or the reverse); err is the whole
+ * reason ("TLS with HOST:PORT failed: ..."); never worth a retry either.
+ * The other results are peer_handshake's.
+ */
+int peer_login(peer_t *p, char *code, size_t codelen, char *err,
+               size_t errlen);
 /* Closes the connection, if any; p can connect again. */
 void peer_close(peer_t *p);
 
