@@ -34,9 +34,9 @@ static void call_usage(void) {
     "  --help               show this help\n"
     "  --                   what follows is METHOD and arguments\n"
     "\n"
-    "The password, where the server asks for one: --password-stdin, else\n"
-    "$HERALD_PASSWORD, else typed on the terminal when the server refuses\n"
-    "the hello without one.\n"
+    "The password, where the server asks for one: $HERALD_PASSWORD, else\n"
+    "typed on the terminal (asked once, when the server refuses the hello\n"
+    "without one), else the first line of stdin with --password-stdin.\n"
     "\n"
     "Exit status: 0 success, 1 the method failed or the server refused (a\n"
     "wrong password too), 2 usage error, server unreachable, or TLS failed\n"
@@ -210,8 +210,11 @@ int callcmd_main(int argc, char **argv) {
       peer_parse_seconds("call", "--timeout", timeout_s, 1, &timeout) < 0)
     goto usage;
   if (peer_setup(p, "call", server, user, NULL, NULL) < 0) goto usage;
-  if ((tls || ca != NULL) && peer_setup_tls(p, "call", ca) < 0) goto usage;
-  if (peer_setup_password(p, "call", pw_stdin) < 0) goto usage;
+  /* a CA file or a password that cannot be used: one line, status 2,
+   * no hint about the options, which were right */
+  if (((tls || ca != NULL) && peer_setup_tls(p, "call", ca) < 0) ||
+      peer_setup_password(p, "call", pw_stdin) < 0)
+    goto done;
   if (peer_json_open(p, err, sizeof(err)) < 0) {
     fprintf(stderr, "herald: call: %s\n", err);
     status = 1;

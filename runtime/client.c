@@ -436,9 +436,9 @@ static void client_usage(void) {
     "  --password-stdin     read the password from the first line of stdin\n"
     "  --help               show this help\n"
     "\n"
-    "The password, where the server asks for one: --password-stdin, else\n"
-    "$HERALD_PASSWORD, else typed on the terminal when the server refuses\n"
-    "the hello without one.\n"
+    "The password, where the server asks for one: $HERALD_PASSWORD, else\n"
+    "typed on the terminal (asked once, when the server refuses the hello\n"
+    "without one), else the first line of stdin with --password-stdin.\n"
     "\n"
     "The client reconnects by itself and resumes its session. Exit status:\n"
     "0 interrupted or --once done, 1 dropped or refused by the server (a\n"
@@ -499,9 +499,11 @@ int client_main(int argc, char **argv) {
     goto usage;
   if (peer_setup(c->p, "client", server, user, machine, sysuser) < 0)
     goto usage;
-  if ((tls || ca != NULL) && peer_setup_tls(c->p, "client", ca) < 0)
-    goto usage;
-  if (peer_setup_password(c->p, "client", pw_stdin) < 0) goto usage;
+  /* a CA file or a password that cannot be used: one line, status 2,
+   * no hint about the options, which were right */
+  if (((tls || ca != NULL) && peer_setup_tls(c->p, "client", ca) < 0) ||
+      peer_setup_password(c->p, "client", pw_stdin) < 0)
+    goto done;
 
   setlocale(LC_CTYPE, "");
   c->utf8 = strcmp(nl_langinfo(CODESET), "UTF-8") == 0;

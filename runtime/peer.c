@@ -994,22 +994,7 @@ static int ask_pw(peer_t *p, char *err, size_t errlen) {
 int peer_setup_password(peer_t *p, const char *cmd, int from_stdin) {
   char err[256];
   const char *env = getenv("HERALD_PASSWORD");
-  if (from_stdin) {
-    int r = read_pw_line(p, STDIN_FILENO, 0);
-    if (r == LINE_OK && check_pw(p, "on stdin", err, sizeof(err)) == 0)
-      return 0;
-    if (r == LINE_TOO_LONG)
-      snprintf(err, sizeof(err), "the password on stdin is longer than %d "
-               "bytes", PEER_PASSWORD_MAX);
-    else if (r == LINE_EOF)
-      snprintf(err, sizeof(err), "--password-stdin: no password on stdin");
-    else if (r < 0)
-      snprintf(err, sizeof(err), "--password-stdin: %s", strerror(errno));
-    explicit_bzero(p->pw, sizeof(p->pw));
-    p->pw_len = 0;
-    fprintf(stderr, "herald: %s: %s\n", cmd, err);
-    return -1;
-  }
+  int r;
   if (env != NULL && env[0] != '\0') {
     size_t n = strlen(env);
     if (n > PEER_PASSWORD_MAX) {
@@ -1029,8 +1014,27 @@ int peer_setup_password(peer_t *p, const char *cmd, int from_stdin) {
     }
     return 0;
   }
-  p->may_ask = isatty(STDIN_FILENO);
-  return 0;
+  if (isatty(STDIN_FILENO)) {
+    /* a person, even with --password-stdin: asked with a prompt and
+     * without echo, and only if the server wants a password */
+    p->may_ask = 1;
+    return 0;
+  }
+  if (!from_stdin) return 0;
+  r = read_pw_line(p, STDIN_FILENO, 0);
+  if (r == LINE_OK && check_pw(p, "on stdin", err, sizeof(err)) == 0)
+    return 0;
+  if (r == LINE_TOO_LONG)
+    snprintf(err, sizeof(err), "the password on stdin is longer than %d "
+             "bytes", PEER_PASSWORD_MAX);
+  else if (r == LINE_EOF)
+    snprintf(err, sizeof(err), "--password-stdin: no password on stdin");
+  else if (r < 0)
+    snprintf(err, sizeof(err), "--password-stdin: %s", strerror(errno));
+  explicit_bzero(p->pw, sizeof(p->pw));
+  p->pw_len = 0;
+  fprintf(stderr, "herald: %s: %s\n", cmd, err);
+  return -1;
 }
 
 int peer_login(peer_t *p, char *code, size_t codelen, char *err,

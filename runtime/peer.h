@@ -93,10 +93,10 @@ int peer_setup(peer_t *p, const char *cmd, const char *server,
 int peer_setup_tls(peer_t *p, const char *cmd, const char *ca);
 
 /*
- * Where the hello's password comes from: with `from_stdin`, one line read
- * from stdin now (without echo on a terminal); else HERALD_PASSWORD (then
- * wiped from the environment, so that no child inherits it); else, when
- * stdin is a terminal, peer_login may ask for it once. Prints the error
+ * Where the hello's password comes from: HERALD_PASSWORD (then wiped from
+ * the environment, so that no child inherits it); else, when stdin is a
+ * terminal, peer_login may ask for it once; else, with `from_stdin`, one
+ * line read from stdin now. Prints the error
  * and returns -1 for a password that is missing on stdin, longer than
  * PEER_PASSWORD_MAX bytes, or not UTF-8. The password stays in p until
  * peer_free wipes it: a new session after a lost one needs it again.
