@@ -1,10 +1,11 @@
 /*
  * loadgen: the load tool of herald's benchmarks (tests/bench/).
  *
- * One process, one epoll loop, non-blocking sockets, libc only: it is a
- * measuring instrument and must cost little next to the server it measures.
- * It puts the same load on herald (PROTOCOL.md: newline-delimited JSON) or
- * on Redis (RESP), so that the two can be compared side by side:
+ * One process, one epoll loop, non-blocking sockets, libc only (and OpenSSL
+ * for --tls): it is a measuring instrument and must cost little next to the
+ * server it measures. It puts the same load on herald (PROTOCOL.md:
+ * newline-delimited JSON) or on Redis (RESP), so that the two can be
+ * compared side by side:
  *
  *   fanout   N greeted clients; per round a control connection triggers one
  *            message (herald: call of method broadcast; Redis: PUBLISH) and
@@ -17,6 +18,12 @@
  *   hold     connect and greet N clients, print a line, then keep them
  *            idle for S seconds (answering pings) while the caller reads
  *            the server's memory use.
+ *
+ * --tls CAFILE: every connection first does a TLS client handshake (OpenSSL
+ * 3, non-blocking, the server's certificate verified against CAFILE and its
+ * address or name against --host), then reads and writes through
+ * SSL_read/SSL_write in the same loop. A plaintext connection has no SSL
+ * object and takes exactly the code path it takes without the option.
  *
  * Output: one line of key=value pairs per figure set on stdout. A failure
  * (a round, greeting or request not done within --timeout seconds, a refused
@@ -31,6 +38,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -47,6 +55,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
+
 #define EVMAX 1024
 #define READ_MIN 4096                   /* free space offered to recv() */
 #define MAX_REPLY ((size_t)512 << 20)   /* one herald line / RESP reply */
@@ -56,7 +68,8 @@
 
 enum target { T_HERALD, T_REDIS };
 enum mode { M_FANOUT, M_CALLS, M_LIST, M_CONNECT, M_HOLD };
-enum cstate { CS_FREE, CS_CONNECTING, CS_GREETING, CS_READY, CS_CLOSING };
+enum cstate { CS_FREE, CS_CONNECTING, CS_HANDSHAKE, CS_GREETING, CS_READY,
+              CS_CLOSING };
 
 struct samples {
   uint64_t *v;                  /* nanoseconds */
@@ -78,6 +91,9 @@ struct conn {
   uint64_t t_start;             /* connect started, later request sent */
   int64_t call_id;              /* herald call awaiting its result, or 0 */
   int64_t last_round;           /* last fan-out round this client got */
+  SSL *ssl;                     /* --tls, from the TCP connect on; or NULL */
+  int rd_want_write;            /* TLS: SSL_read waits for writability */
+  int wr_want_read;             /* TLS: SSL_write waits for readability */
 };
 
 struct opts {
@@ -88,12 +104,17 @@ struct opts {
   long clients, rounds, warmup, conns, text_size, inflight, gap_ms;
   double seconds, timeout;
   const char *method;
+  const char *tls_ca;           /* --tls CAFILE, or NULL: plaintext */
 };
 
 struct bench {
   struct opts o;
   struct sockaddr_storage addr;
   socklen_t addrlen;
+  SSL_CTX *tls;                 /* NULL: plaintext */
+  int tls_sni;                  /* --host is a name: send it (SNI) */
+  const char *tls_version;      /* of the first handshake (static strings) */
+  const char *tls_cipher;
   int ep;
   struct conn *c;
   int nconn;                    /* clients (or calls conns) + control */
@@ -243,17 +264,29 @@ static void conn_close(struct bench *b, int i)
     return;
   if (c->state == CS_CLOSING)
     b->nclosing--;
+  if (c->ssl != NULL) {
+    SSL_free(c->ssl);
+    c->ssl = NULL;
+    c->rd_want_write = c->wr_want_read = 0;
+  }
   close(c->fd);
   c->fd = -1;
   c->state = CS_FREE;
   c->rlen = c->scan = c->wlen = c->woff = 0;
 }
 
+static void tls_flush(struct bench *b, int i);
+static void tls_readable(struct bench *b, int i);
+
 /* Write as much of wbuf as the socket takes now; watch for EPOLLOUT while
  * something is left. Errors on a closing connection just close it. */
 static void conn_flush(struct bench *b, int i)
 {
   struct conn *c = &b->c[i];
+  if (c->ssl != NULL) {
+    tls_flush(b, i);
+    return;
+  }
   while (c->woff < c->wlen) {
     ssize_t n = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff,
                      MSG_NOSIGNAL);
@@ -313,6 +346,81 @@ static void flush_dirty(struct bench *b)
   b->ndirty = 0;
 }
 
+/* ---- TLS --------------------------------------------------------------- */
+
+static void send_greeting(struct bench *b, int i);
+
+/* Why the TLS operation that returned r on connection i failed, as text
+ * (static storage); empties OpenSSL's error queue, which must be empty
+ * before the next SSL_* call for SSL_get_error to be reliable. */
+static const char *tls_why(struct conn *c, int r)
+{
+  static char why[256];
+  int saved = errno;
+  int e = SSL_get_error(c->ssl, r);
+  long v = SSL_get_verify_result(c->ssl);
+  unsigned long q = ERR_peek_last_error();
+  if (!SSL_is_init_finished(c->ssl) && v != X509_V_OK)
+    snprintf(why, sizeof why, "certificate verify failed: %s",
+             X509_verify_cert_error_string(v));
+  else if (q != 0)
+    ERR_error_string_n(q, why, sizeof why);
+  else if (e == SSL_ERROR_SYSCALL && saved != 0)
+    snprintf(why, sizeof why, "%s", strerror(saved));
+  else if (e == SSL_ERROR_SYSCALL || e == SSL_ERROR_ZERO_RETURN)
+    snprintf(why, sizeof why, "the server closed the connection");
+  else
+    snprintf(why, sizeof why, "SSL_get_error %d", e);
+  ERR_clear_error();
+  return why;
+}
+
+/* Go on with connection i's TLS handshake; once it is done, greet. */
+static void tls_handshake(struct bench *b, int i)
+{
+  struct conn *c = &b->c[i];
+  int r = SSL_do_handshake(c->ssl);
+  if (r == 1) {
+    if (b->tls_version == NULL) {
+      b->tls_version = SSL_get_version(c->ssl);
+      b->tls_cipher = SSL_get_cipher_name(c->ssl);
+    }
+    c->state = CS_GREETING;
+    send_greeting(b, i);
+    /* read ahead may already hold what follows the handshake */
+    if (!b->failed && c->state == CS_GREETING && SSL_has_pending(c->ssl))
+      tls_readable(b, i);
+    return;
+  }
+  switch (SSL_get_error(c->ssl, r)) {
+  case SSL_ERROR_WANT_READ:
+    conn_watch(b, i, EPOLLIN);
+    return;
+  case SSL_ERROR_WANT_WRITE:
+    conn_watch(b, i, EPOLLIN | EPOLLOUT);
+    return;
+  default:
+    fail(b, "TLS handshake of %s with %s:%ld failed: %s", conn_name(b, i),
+         b->o.host, b->o.port, tls_why(c, r));
+  }
+}
+
+/* Connection i's TCP connect is done: start its TLS handshake. */
+static void tls_start(struct bench *b, int i)
+{
+  struct conn *c = &b->c[i];
+  c->ssl = SSL_new(b->tls);
+  if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1 ||
+      (b->tls_sni && SSL_set_tlsext_host_name(c->ssl, b->o.host) != 1)) {
+    ERR_clear_error();
+    fail(b, "cannot set up TLS for %s (out of memory?)", conn_name(b, i));
+    return;
+  }
+  SSL_set_connect_state(c->ssl);
+  c->state = CS_HANDSHAKE;
+  tls_handshake(b, i);
+}
+
 /* The first frame or command of connection i: herald's hello; for Redis,
  * SUBSCRIBE for the fan-out/list/connect clients, PING for the others. */
 static void send_greeting(struct bench *b, int i)
@@ -362,6 +470,10 @@ static void conn_connected(struct bench *b, int i)
     fail(b, "connect of %s to %s:%ld failed: %s%s", conn_name(b, i),
          b->o.host, b->o.port, strerror(err),
          err == EADDRNOTAVAIL ? " (out of local ports?)" : "");
+    return;
+  }
+  if (b->tls != NULL) {
+    tls_start(b, i);
     return;
   }
   c->state = CS_GREETING;
@@ -757,11 +869,125 @@ static void redis_input(struct bench *b, int i, uint64_t now)
   }
 }
 
+/* Hand connection i's new input to the parser of its target. Returns -1
+ * when the connection is gone or the run failed. */
+static int conn_input(struct bench *b, int i)
+{
+  uint64_t now = now_ns();
+  if (b->o.target == T_HERALD)
+    herald_input(b, i, now);
+  else
+    redis_input(b, i, now);
+  return b->failed || b->c[i].state == CS_FREE ? -1 : 0;
+}
+
+/* conn_readable for a TLS connection. With read ahead, one read() takes
+ * every record the socket has (up to OpenSSL's buffer), and SSL_read hands
+ * them out one at a time: go on while SSL_has_pending() says OpenSSL holds
+ * bytes that epoll cannot announce, or the offered space was filled. */
+static void tls_readable(struct bench *b, int i)
+{
+  struct conn *c = &b->c[i];
+  for (;;) {
+    size_t room;
+    int n;
+    if (c->state == CS_CLOSING)
+      c->rlen = c->scan = 0;    /* discard: only EOF matters now */
+    buf_reserve(&c->rbuf, &c->rcap, c->rlen + READ_MIN);
+    room = c->rcap - c->rlen;
+    if (room > INT_MAX)
+      room = INT_MAX;
+    n = SSL_read(c->ssl, c->rbuf + c->rlen, (int)room);
+    if (n <= 0) {
+      int e = SSL_get_error(c->ssl, n);
+      if (e == SSL_ERROR_WANT_READ)
+        break;
+      if (e == SSL_ERROR_WANT_WRITE) {
+        c->rd_want_write = 1;
+        conn_watch(b, i, EPOLLIN | EPOLLOUT);
+        return;
+      }
+      if (c->state == CS_CLOSING) {
+        ERR_clear_error();
+        conn_close(b, i);
+      } else if (e == SSL_ERROR_ZERO_RETURN) {
+        fail(b, "%s: the server closed the connection", conn_name(b, i));
+      } else {
+        fail(b, "read from %s failed: %s", conn_name(b, i), tls_why(c, n));
+      }
+      return;
+    }
+    c->rlen += (size_t)n;
+    if (c->state != CS_CLOSING && conn_input(b, i) < 0)
+      return;
+    if ((size_t)n < room && !SSL_has_pending(c->ssl))
+      break;
+  }
+  if (c->wr_want_read)          /* a write waited for this input */
+    tls_flush(b, i);
+}
+
+/* conn_flush for a TLS connection: SSL_write with partial writes, so that
+ * a full socket leaves the rest in wbuf as for plaintext. A write retried
+ * after WANT_WRITE offers the same bytes first (wbuf only grows at its
+ * end, and may move: SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER). */
+static void tls_flush(struct bench *b, int i)
+{
+  struct conn *c = &b->c[i];
+  uint32_t want;
+  if (c->rd_want_write) {       /* a read waited for writability */
+    c->rd_want_write = 0;
+    tls_readable(b, i);
+    if (b->failed || c->state == CS_FREE)
+      return;
+  }
+  c->wr_want_read = 0;
+  while (c->woff < c->wlen) {
+    size_t len = c->wlen - c->woff;
+    int n = SSL_write(c->ssl, c->wbuf + c->woff,
+                      len > INT_MAX ? INT_MAX : (int)len);
+    if (n <= 0) {
+      int e = SSL_get_error(c->ssl, n);
+      if (e == SSL_ERROR_WANT_WRITE)
+        break;
+      if (e == SSL_ERROR_WANT_READ) {
+        c->wr_want_read = 1;
+        break;
+      }
+      if (c->state == CS_CLOSING) {
+        ERR_clear_error();
+        conn_close(b, i);
+        return;
+      }
+      fail(b, "write to %s failed: %s", conn_name(b, i), tls_why(c, n));
+      return;
+    }
+    c->woff += (size_t)n;
+  }
+  if (c->woff == c->wlen) {
+    c->woff = c->wlen = 0;
+    if (c->shut_pending) {
+      SSL_shutdown(c->ssl);     /* close_notify; the server's EOF follows */
+      ERR_clear_error();
+      shutdown(c->fd, SHUT_WR);
+      c->shut_pending = 0;
+    }
+    want = EPOLLIN;
+  } else {
+    want = c->wr_want_read ? EPOLLIN : EPOLLIN | EPOLLOUT;
+  }
+  conn_watch(b, i, c->rd_want_write ? want | EPOLLOUT : want);
+}
+
 /* Read what connection i has; at most one recv() that does not fill the
  * offered space, so that a quiet socket costs a single system call. */
 static void conn_readable(struct bench *b, int i)
 {
   struct conn *c = &b->c[i];
+  if (c->ssl != NULL) {
+    tls_readable(b, i);
+    return;
+  }
   for (;;) {
     size_t room;
     ssize_t n;
@@ -825,6 +1051,10 @@ static int loop_once(struct bench *b, int timeout_ms)
       conn_connected(b, i);
       continue;
     }
+    if (c->state == CS_HANDSHAKE) {
+      tls_handshake(b, i);
+      continue;
+    }
     if (ev[k].events & EPOLLOUT)
       conn_flush(b, i);
     if (c->state != CS_FREE &&
@@ -879,7 +1109,9 @@ static int connect_range(struct bench *b, int lo, int hi)
     if (oldest < next && now - b->c[oldest].t_start >= b->timeout_ns) {
       fail(b, "%s: not %s within %g s (%d of %d greeted)",
            conn_name(b, oldest),
-           b->c[oldest].state == CS_CONNECTING ? "connected" : "greeted",
+           b->c[oldest].state == CS_CONNECTING ? "connected" :
+           b->c[oldest].state == CS_HANDSHAKE ? "through its TLS handshake" :
+           "greeted",
            b->o.timeout, b->nready - base, hi - lo);
       return -1;
     }
@@ -938,8 +1170,8 @@ static int all_closed(struct bench *b)
 
 static void print_head(const struct bench *b)
 {
-  printf("target=%s mode=%s", target_names[b->o.target],
-         mode_names[b->o.mode]);
+  printf("target=%s mode=%s%s", target_names[b->o.target],
+         mode_names[b->o.mode], b->tls != NULL ? " tls=1" : "");
 }
 
 static void print_greet(struct bench *b, uint64_t connect_ns)
@@ -948,6 +1180,8 @@ static void print_greet(struct bench *b, uint64_t connect_ns)
          " greet_p99_us=%.1f", (double)connect_ns / 1e6,
          connect_ns ? (double)b->greet.n * 1e9 / (double)connect_ns : 0.0,
          pct_us(&b->greet, 50), pct_us(&b->greet, 99));
+  if (b->tls_version != NULL)
+    printf(" tls_version=%s tls_cipher=%s", b->tls_version, b->tls_cipher);
 }
 
 /* Connect the control connection (if any), then time connecting and
@@ -1243,6 +1477,49 @@ static int resolve(struct bench *b, char *err, size_t errlen)
   return 0;
 }
 
+/* The client context of --tls: TLS 1.2 at least, the server's certificate
+ * verified against the CA file and its IP address or name against --host
+ * (set once here, copied into every connection); idle connections give
+ * their buffers back; partial writes, as with send(). */
+static int tls_setup(struct bench *b, char *err, size_t errlen)
+{
+  SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+  X509_VERIFY_PARAM *vp;
+  if (ctx == NULL) {
+    snprintf(err, errlen, "SSL_CTX_new failed");
+    return -1;
+  }
+  b->tls = ctx;
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS |
+                   SSL_MODE_ENABLE_PARTIAL_WRITE |
+                   SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+  SSL_CTX_set_read_ahead(ctx, 1);
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+  if (SSL_CTX_load_verify_locations(ctx, b->o.tls_ca, NULL) != 1) {
+    char why[256] = "no certificate in it";
+    unsigned long e = ERR_peek_last_error();
+    if (e != 0)
+      ERR_error_string_n(e, why, sizeof why);
+    ERR_clear_error();
+    snprintf(err, errlen, "--tls %s: cannot load it: %s", b->o.tls_ca, why);
+    return -1;
+  }
+  vp = SSL_CTX_get0_param(ctx);
+  if (X509_VERIFY_PARAM_set1_ip_asc(vp, b->o.host) != 1) {
+    ERR_clear_error();
+    b->tls_sni = 1;
+    if (X509_VERIFY_PARAM_set1_host(vp, b->o.host, 0) != 1) {
+      ERR_clear_error();
+      snprintf(err, errlen, "--tls: cannot check the name '%s'", b->o.host);
+      return -1;
+    }
+  }
+  return 0;
+}
+
 static void usage(FILE *f)
 {
   fprintf(f,
@@ -1265,6 +1542,8 @@ static void usage(FILE *f)
 "  --inflight K           connects not yet greeted at once (256)\n"
 "  --timeout SEC          bound on a round, greeting or reply (10)\n"
 "  --gap-ms MS            fanout: pause between rounds (10)\n"
+"  --tls CAFILE           connect with TLS, the server's certificate\n"
+"                         verified against CAFILE and --host\n"
 "  --help                 this text\n"
 "fanout: per round a control connection triggers one message (herald: call\n"
 "of method broadcast(text); redis: PUBLISH " CHANNEL ") and the round ends\n"
@@ -1325,6 +1604,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
     {"inflight", required_argument, NULL, 'i'},
     {"timeout", required_argument, NULL, 'o'},
     {"gap-ms", required_argument, NULL, 'g'},
+    {"tls", required_argument, NULL, 'S'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0}
   };
@@ -1377,6 +1657,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
     case 'i': rc = num_arg("inflight", optarg, 1, 1000000, &o->inflight); break;
     case 'o': rc = real_arg("timeout", optarg, 0.001, 3600, &o->timeout); break;
     case 'g': rc = num_arg("gap-ms", optarg, 0, 60000, &o->gap_ms); break;
+    case 'S': o->tls_ca = optarg; break;
     case 'h':
       usage(stdout);
       return 1;
@@ -1430,7 +1711,8 @@ int main(int argc, char **argv)
   b.nconn = (int)n + (b.ctl >= 0);
   b.timeout_ns = (uint64_t)(b.o.timeout * 1e9);
   if (raise_nofile((rlim_t)b.nconn + 64, err, sizeof err) < 0 ||
-      resolve(&b, err, sizeof err) < 0) {
+      resolve(&b, err, sizeof err) < 0 ||
+      (b.o.tls_ca != NULL && tls_setup(&b, err, sizeof err) < 0)) {
     fprintf(stderr, "loadgen: %s\n", err);
     return 1;
   }
@@ -1474,6 +1756,7 @@ int main(int argc, char **argv)
     free(b.c[i].wbuf);
   }
   free(b.c);
+  SSL_CTX_free(b.tls);
   free(b.dirty);
   free(b.fbuf);
   free(b.text);
