@@ -7,7 +7,7 @@ CC ?= cc
 BUILD := build
 # libsodium hashes the users file's passwords (argon2id); OpenSSL makes
 # `herald cert`'s certificates and serves TLS.
-PKGS := lua5.4 libuv libedit libsodium openssl
+PKGS := lua5.4 libuv libedit libsodium openssl sqlite3
 # lua-cjson is linked statically: its .a from lua-cjson-dev.
 CJSON_LIB := -Wl,-Bstatic -llua5.4-cjson -Wl,-Bdynamic
 

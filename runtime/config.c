@@ -31,6 +31,9 @@ void config_defaults(config_t *c) {
   c->max_blocking = 0.5;
   c->users_file = strdup("herald.users");
   c->auth_delay = 1;
+  c->state = strdup("herald.db");
+  c->message_history = 10000;
+  c->audit_keep_days = 90;
 }
 
 void config_default_admin_socket(char *out, size_t len) {
@@ -57,10 +60,11 @@ void config_free(config_t *c) {
   free(c->admin_socket);
   free(c->scripts);
   free(c->users_file);
+  free(c->state);
   free(c->tls_cert);
   free(c->tls_key);
   free_jobs(c);
-  c->admin_socket = c->scripts = c->users_file = NULL;
+  c->admin_socket = c->scripts = c->users_file = c->state = NULL;
   c->tls_cert = c->tls_key = NULL;
 }
 
@@ -90,6 +94,8 @@ static const num_key_t num_keys[] = {
     NUM(max_calls_per_session, 1, 1, 100000),
     NUM(max_blocking, 0, 0.01, 60),
     NUM(auth_delay, 0, 0, 30),
+    NUM(message_history, 1, 0, 100000000),
+    NUM(audit_keep_days, 1, 1, 36500),
 };
 #undef NUM
 
@@ -371,6 +377,29 @@ static int read_key(lua_State *L, config_t *c, char *err, size_t errlen) {
   }
   if (strcmp(key, "tls") == 0)
     return read_tls(L, c, err, errlen);
+  if (strcmp(key, "state") == 0) {
+    if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
+      free(c->state);
+      c->state = NULL;
+      return 0;
+    }
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      snprintf(err, errlen, "key 'state': a file name or false expected, "
+               "got %s", luaL_typename(L, -1));
+      return -1;
+    }
+    return set_string(L, &c->state, key, err, errlen);
+  }
+  if (strcmp(key, "durability") == 0) {
+    const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+    if (strcmp(v, "normal") != 0 && strcmp(v, "full") != 0) {
+      snprintf(err, errlen, "key 'durability': \"normal\" or \"full\" "
+               "expected");
+      return -1;
+    }
+    c->durability_full = strcmp(v, "full") == 0;
+    return 0;
+  }
   snprintf(err, errlen, "unknown key '%s'", key);
   return -1;
 }
@@ -499,6 +528,7 @@ int config_load_file(config_t *c, const char *path, char *err,
   }
   r = config_load_string(c, chunk, path, err, errlen);
   if (r == 0 && (beside(&c->users_file, path) < 0 ||
+                 beside(&c->state, path) < 0 ||
                  beside(&c->tls_cert, path) < 0 ||
                  beside(&c->tls_key, path) < 0)) {
     snprintf(err, errlen, "%s: out of memory", path);

@@ -41,6 +41,11 @@ typedef struct config {
   char *tls_cert, *tls_key; /* both, or neither: no TLS */
   int insecure;        /* a non-loopback listen without users and TLS */
   double auth_delay;   /* seconds before a failed login is answered */
+  char *state;         /* the state database, beside the configuration;
+                          NULL: none (state = false) */
+  int durability_full; /* durability = "full": also across power loss */
+  long message_history;
+  long audit_keep_days;
   config_job_t *jobs;
   size_t njobs;
 } config_t;

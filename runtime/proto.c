@@ -444,6 +444,13 @@ outbuf_t *proto_error(lua_State *L, const char *code, const char *message) {
   return frame3(L, head, message, "}");
 }
 
+outbuf_t *proto_reconnect(lua_State *L, double after, const char *reason) {
+  char head[64];
+  snprintf(head, sizeof(head), "{\"type\":\"reconnect\",\"after\":%g,"
+           "\"reason\":", after);
+  return frame3(L, head, reason, "}");
+}
+
 outbuf_t *proto_drop(lua_State *L, const char *reason) {
   return frame3(L, "{\"type\":\"drop\",\"reason\":", reason, "}");
 }

@@ -78,6 +78,8 @@ outbuf_t *proto_welcome(lua_State *L, const char *session_id,
                         const char *groups);
 outbuf_t *proto_error(lua_State *L, const char *code, const char *message);
 outbuf_t *proto_drop(lua_State *L, const char *reason);
+/* The session is kept: resume after `after` seconds (and some jitter). */
+outbuf_t *proto_reconnect(lua_State *L, double after, const char *reason);
 /* result frames: value at the given stack index (ok), or an error: code
  * is one of PROTOCOL.md's (unknown_method, bad_args, forbidden, busy,
  * timeout, out_of_memory, failed), message the text for the user. */

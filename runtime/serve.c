@@ -16,25 +16,31 @@
 #include "sched.h"
 #include "schedule.h"
 #include "server.h"
+#include "state.h"
 #include "vm.h"
 
 static const char usage[] =
     "usage: herald serve [--config FILE] [--listen HOST:PORT]\n"
     "                    [--admin-socket PATH] [--scripts DIR] "
     "[--no-console]\n"
-    "                    [--log-level debug|info|warn|error]\n"
+    "                    [--log-level debug|info|warn|error] "
+    "[--fresh-state]\n"
     "\n"
     "Runs the herald server: remote users connect on --listen (default\n"
     "127.0.0.1:7400), administrators on the admin socket (default\n"
     "$XDG_RUNTIME_DIR/herald.sock, else /tmp/herald-$UID/herald.sock).\n"
     "The configuration is FILE, else ./herald.conf.lua when it exists.\n"
     "With a terminal on stdin, a Lua console runs at the same time, unless\n"
-    "--no-console is given. SIGINT or SIGTERM drops every session and\n"
-    "stops the server, within 5 s whatever Lua code is running.\n";
+    "--no-console is given. SIGINT or SIGTERM stops the server, within 5 s\n"
+    "whatever Lua code is running: with a state database (`state`, default\n"
+    "herald.db beside the configuration) every session is kept and its\n"
+    "client told to reconnect; without one (state = false), every session\n"
+    "is dropped. --fresh-state moves the state database aside and starts\n"
+    "empty.\n";
 
 typedef struct serve_opts {
   const char *config, *listen, *admin_socket, *scripts, *log_level;
-  int no_console;
+  int no_console, fresh_state;
 } serve_opts_t;
 
 static int parse_opts(int argc, char **argv, serve_opts_t *o) {
@@ -45,6 +51,7 @@ static int parse_opts(int argc, char **argv, serve_opts_t *o) {
       {"scripts", required_argument, NULL, 's'},
       {"log-level", required_argument, NULL, 'L'},
       {"no-console", no_argument, NULL, 'n'},
+      {"fresh-state", no_argument, NULL, 'f'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   int ch;
@@ -59,6 +66,7 @@ static int parse_opts(int argc, char **argv, serve_opts_t *o) {
     case 's': o->scripts = optarg; break;
     case 'L': o->log_level = optarg; break;
     case 'n': o->no_console = 1; break;
+    case 'f': o->fresh_state = 1; break;
     case 'h': fputs(usage, stdout); return 1;
     default:
       fprintf(stderr, "herald: serve: unknown or incomplete option '%s'\n"
@@ -128,6 +136,7 @@ int serve_main(int argc, char **argv) {
   vm_t *vm = NULL;
   server_t *srv = NULL;
   admin_t *admin = NULL;
+  state_t *state = NULL;
   char err[1024];
   int r = parse_opts(argc, argv, &o), status = 1;
 
@@ -152,6 +161,15 @@ int serve_main(int argc, char **argv) {
     fprintf(stderr, "herald: serve: cannot start the lua runtime: %s\n",
             vm == NULL ? err : "out of memory");
     goto done;
+  }
+  if (cfg.state != NULL) {
+    state = state_open(cfg.state, cfg.durability_full, o.fresh_state, err,
+                       sizeof(err));
+    if (state == NULL || server_use_state(srv, state, err, sizeof(err)) < 0) {
+      fprintf(stderr, "herald: state: %s\n", err);
+      status = 2;
+      goto done;
+    }
   }
   herald_open(vm_state(vm), srv);
   scheduler = sched_new(loop, vm_state(vm), &cfg, err, sizeof(err));
@@ -186,6 +204,7 @@ int serve_main(int argc, char **argv) {
   status = 0;
 done:
   server_free(srv);
+  state_close(state);
   sched_free(scheduler);
   scheduler = NULL;
   vm_free(vm);

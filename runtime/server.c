@@ -12,12 +12,20 @@
 #include "log.h"
 #include "methods.h"
 #include "process.h"
+#include "persist.h"
 #include "proto.h"
+#include "state.h"
 #include "tls.h"
 #include "watchdog.h"
 
-/* How many recent messages message_status() can still tell about. */
+/* How many recent messages message_status() can tell about from memory
+ * (the state database, when there is one, remembers message_history). */
 #define MESSAGE_HISTORY 1024
+/* How often acks and counters go to the state database. */
+#define STATE_FLUSH_MS 1000
+/* After a graceful stop with a state database, clients come back after
+ * this many seconds (and some jitter). */
+#define RECONNECT_AFTER_S 1
 
 /* A connection that has not said hello yet. Kept in accept order, so the
  * oldest is the first to time out. */
@@ -52,6 +60,10 @@ struct server {
   login_t *logins;
   auth_t *auth;   /* the users file; checks no one when it is empty */
   tls_ctx_t *tls; /* NULL: plaintext */
+  state_t *state; /* NULL: no state database */
+  uv_timer_t state_flush;
+  long history_counts[MESSAGE_HISTORY]; /* as last written to the state */
+  int keeping; /* a graceful stop with a state database keeps sessions */
   int64_t last_msg_id;
   outbuf_t *history[MESSAGE_HISTORY];
   int port;
@@ -122,6 +134,8 @@ static void send_frame(session_t *s, outbuf_t *b) {
  * the sessions the array must hold still: the session is only marked, and
  * the walk removes it when it is done.
  */
+static void flush_state(server_t *srv);
+
 static void end_session(server_t *srv, session_t *s) {
   s->closing = 1;
   if (srv->fanout) {
@@ -133,6 +147,8 @@ static void end_session(server_t *srv, session_t *s) {
     process_kill_session(s->id, "its session ended");
   vm_account_release(s->account);
   s->account = NULL;
+  if (srv->state != NULL && !srv->keeping)
+    state_del_session(srv->state, s->id);
   if (s->conn != NULL) {
     conn_set_owner(s->conn, NULL);
     conn_end(s->conn);
@@ -194,10 +210,17 @@ long server_send_message(server_t *srv, const char *text, size_t len,
   long count = 0;
   size_t slot;
 
+  int64_t now = clock_wall_ms();
+
   *msg_id = ++srv->last_msg_id;
-  b = proto_message(srv->L, *msg_id, text, len, clock_wall_ms());
+  b = proto_message(srv->L, *msg_id, text, len, now);
   if (b == NULL)
     return -1;
+  /* Kept before anyone can see it: a restart must not lose it. */
+  if (srv->state != NULL &&
+      persist_message(srv->state, b, id, text, len, now) < 0)
+    log_error("message %lld is not in the state database: a restart "
+              "would lose it", (long long)*msg_id);
   if (id != NULL) {
     session_t *s = session_find(srv->sessions, id);
     if (s != NULL)
@@ -266,6 +289,7 @@ static int handle_frame(lua_State *L) {
       outbuf_t *b = server_find_message(srv, id);
       if (b != NULL)
         b->acked++;
+      s->acks_unsaved = 1;
     } else {
       log_debug("session %s: ack of message %lld, which it does not have",
                 s->id, (long long)id);
@@ -436,7 +460,7 @@ static void attach(server_t *srv, session_t *s, conn_t *c) {
 static void resume(server_t *srv, conn_t *c, const proto_hello_t *h) {
   session_t *s = session_find(srv->sessions, h->resume_id);
   if (s == NULL || s->closing ||
-      !session_token_equal(s->token, h->resume_token)) {
+      !session_token_matches(s, h->resume_token)) {
     log_info("resume of session %.32s refused: %s", h->resume_id,
              s == NULL || s->closing ? "no such session" : "wrong token");
     refuse(srv, c, "unauthorized", "no session to resume with that ID and "
@@ -501,6 +525,11 @@ static void open_session(server_t *srv, conn_t *c, session_fields_t *f) {
     refuse(srv, c, "busy", "the server cannot open a session now");
     return;
   }
+  s->first_msg_id = srv->last_msg_id + 1;
+  /* In the state database before its client hears of it. */
+  if (srv->state != NULL && persist_session(srv->state, s) < 0)
+    log_error("session %s is not in the state database: a restart would "
+              "lose it", s->id);
   log_info("session %s opened: %s@%s (%s)%s", s->id, s->user_name,
            s->machine_name, s->ip, s->authenticated ? ", logged in" : "");
   attach(srv, s, c);
@@ -959,6 +988,16 @@ int server_start(server_t *srv, char *err, size_t errlen) {
   return 0;
 }
 
+/* Tells a client its session is kept across the restart. */
+static void send_reconnect(server_t *srv, session_t *s) {
+  outbuf_t *b = proto_reconnect(srv->L, RECONNECT_AFTER_S,
+                                "server restarting");
+  if (b != NULL) {
+    send_frame(s, b);
+    outbuf_unref(b);
+  }
+}
+
 void server_shutdown(server_t *srv) {
   session_t *const *all;
   if (srv->shutting_down)
@@ -966,9 +1005,20 @@ void server_shutdown(server_t *srv) {
   srv->shutting_down = 1;
   if (srv->on_shutdown != NULL)
     srv->on_shutdown(srv->on_shutdown_data);
+  /* With a state database every session stays, as it stands now, and its
+   * client comes back after the restart; without one, it ends. */
+  if (srv->state != NULL) {
+    srv->keeping = 1;
+    flush_state(srv);
+    uv_close((uv_handle_t *)&srv->state_flush, NULL);
+    log_info("%zu sessions kept in %s for the restart",
+             session_count(srv->sessions), state_path(srv->state));
+  }
   all = session_all(srv->sessions);
   for (size_t i = session_count(srv->sessions); i-- > 0;) {
-    if (all[i]->conn == NULL)
+    if (all[i]->conn != NULL && srv->keeping)
+      send_reconnect(srv, all[i]);
+    if (all[i]->conn == NULL || srv->keeping)
       end_session(srv, all[i]);
     else
       drop_session(srv, all[i], "server shutting down", LOG_DEBUG);
@@ -993,6 +1043,80 @@ void server_shutdown(server_t *srv) {
   uv_close((uv_handle_t *)&srv->listener, NULL);
   uv_close((uv_handle_t *)&srv->tick, NULL);
   watchdog_close();
+}
+
+/* --- the state database ------------------------------------------------ */
+
+/* Writes what the state database has not seen yet: the acks of each
+ * session (all of them when keeping), the counters of recent messages;
+ * and forgets the messages no one owes an ack for, beyond the newest
+ * message_history. */
+static void flush_state(server_t *srv) {
+  session_t *const *all = session_all(srv->sessions);
+  size_t n = session_count(srv->sessions);
+  int64_t forget = srv->last_msg_id - srv->cfg->message_history + 1;
+  for (size_t i = 0; i < n; i++) {
+    session_t *s = all[i];
+    if (s->acks_unsaved || srv->keeping) {
+      persist_pending(srv->state, s, srv->last_msg_id);
+      s->acks_unsaved = 0;
+    }
+    if (s->pend_count > 0 && session_pend_at(s, 0)->id < forget)
+      forget = session_pend_at(s, 0)->id;
+  }
+  for (size_t i = 0; i < MESSAGE_HISTORY; i++) {
+    outbuf_t *b = srv->history[i];
+    long sum;
+    if (b == NULL)
+      continue;
+    sum = b->queued + b->delivered + b->acked;
+    if (sum != srv->history_counts[i]) {
+      srv->history_counts[i] = sum;
+      state_set_counts(srv->state, b->msg_id, b->queued, b->delivered,
+                       b->acked);
+    }
+  }
+  state_flush(srv->state, forget);
+}
+
+static void on_state_flush(uv_timer_t *t) { flush_state(t->data); }
+
+/* Keeps a frame restored from the state database in the history, so
+ * that message_status knows it. Takes the reference. */
+static void keep_restored(void *data, outbuf_t *b) {
+  server_t *srv = data;
+  size_t slot = (size_t)(b->msg_id % MESSAGE_HISTORY);
+  outbuf_unref(srv->history[slot]);
+  srv->history[slot] = b;
+  srv->history_counts[slot] = b->queued + b->delivered + b->acked;
+}
+
+int server_use_state(server_t *srv, state_t *st, char *err, size_t errlen) {
+  long n;
+  size_t pending = 0;
+  session_t *const *all;
+  srv->state = st;
+  srv->last_msg_id = state_last_msg_id(st);
+  n = persist_restore(st, srv->sessions, srv->L,
+                      (size_t)srv->cfg->max_pending,
+                      (size_t)srv->cfg->max_outbound_bytes, keep_restored,
+                      srv, err, errlen);
+  if (n < 0)
+    return -1;
+  all = session_all(srv->sessions);
+  for (size_t i = 0; i < session_count(srv->sessions); i++)
+    pending += all[i]->pend_count;
+  if (n > 0)
+    log_info("%ld sessions restored from %s, postponed for %g s (%zu "
+             "messages pending); message ids go on from %lld", n,
+             state_path(st), srv->cfg->resume_timeout, pending,
+             (long long)srv->last_msg_id + 1);
+  uv_timer_init(srv->loop, &srv->state_flush);
+  srv->state_flush.data = srv;
+  uv_timer_start(&srv->state_flush, on_state_flush, STATE_FLUSH_MS,
+                 STATE_FLUSH_MS);
+  uv_unref((uv_handle_t *)&srv->state_flush);
+  return 0;
 }
 
 void server_free(server_t *srv) {

@@ -15,6 +15,7 @@
 #include "config.h"
 #include "outbuf.h"
 #include "session.h"
+#include "state.h"
 #include "vm.h"
 
 typedef struct server server_t;
@@ -22,6 +23,12 @@ typedef struct server server_t;
 /* Takes neither cfg nor vm: both must outlive the server. */
 server_t *server_new(uv_loop_t *loop, const config_t *cfg, vm_t *vm);
 void server_free(server_t *srv);
+/*
+ * Takes st as the server's memory across restarts (serve owns it): brings
+ * back its sessions, postponed, with their pending messages, and message
+ * ids above the last one used. Before server_start. 0, or -1 with err.
+ */
+int server_use_state(server_t *srv, state_t *st, char *err, size_t errlen);
 /* Binds and listens, and logs the address it listens on. Returns 0, or -1
  * with the reason in err. */
 int server_start(server_t *srv, char *err, size_t errlen);

@@ -1,5 +1,6 @@
 #include "session.h"
 
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,6 +128,30 @@ int session_random_hex(char *out, size_t nbytes) {
   return 0;
 }
 
+/* SHA-256 of text, in hex. */
+static void hash_hex(const char *text, char out[SESSION_HASH_LEN + 1]) {
+  static const char digits[] = "0123456789abcdef";
+  unsigned char raw[crypto_hash_sha256_BYTES];
+  crypto_hash_sha256(raw, (const unsigned char *)text, strlen(text));
+  for (size_t i = 0; i < sizeof(raw); i++) {
+    out[2 * i] = digits[raw[i] >> 4];
+    out[2 * i + 1] = digits[raw[i] & 15];
+  }
+  out[SESSION_HASH_LEN] = '\0';
+}
+
+int session_token_matches(session_t *s, const char *token) {
+  char h[SESSION_HASH_LEN + 1];
+  if (strlen(token) != SESSION_ID_LEN)
+    return 0;
+  hash_hex(token, h);
+  if (!session_token_equal(h, s->token_hash))
+    return 0;
+  if (s->token[0] == '\0')
+    memcpy(s->token, token, SESSION_ID_LEN + 1);
+  return 1;
+}
+
 int session_token_equal(const char *a, const char *b) {
   size_t la = strlen(a), lb = strlen(b);
   unsigned char diff = (unsigned char)(la != lb);
@@ -183,6 +208,21 @@ static int random_uuid(char *out) {
   return 0;
 }
 
+/* Puts s in the table with the rest of its fields. */
+static void add(session_table_t *t, session_t *s, const session_fields_t *f,
+                int64_t created_ms) {
+  snprintf(s->ip, sizeof(s->ip), "%s", f->ip ? f->ip : "");
+  s->authenticated = f->authenticated;
+  s->created_ms = created_ms;
+  clock_format_iso8601(s->created_ms, s->created_iso, sizeof(s->created_iso));
+  s->last_heard_ms = s->last_user_ms = clock_mono_ms();
+  s->pend = s->pend_inline;
+  s->pend_cap = SESSION_INLINE_PENDING;
+  s->index = (uint32_t)t->count;
+  t->all[t->count++] = s;
+  slot_insert(t->slots, t->nslots, s);
+}
+
 session_t *session_create(session_table_t *t, const session_fields_t *f) {
   session_t *s = calloc(1, sizeof(*s));
   if (s == NULL)
@@ -196,21 +236,37 @@ session_t *session_create(session_table_t *t, const session_fields_t *f) {
       session_random_hex(s->token, 16) < 0 || copy_names(s, f) < 0 ||
       grow(t) < 0)
     goto fail;
-  snprintf(s->ip, sizeof(s->ip), "%s", f->ip ? f->ip : "");
-  s->authenticated = f->authenticated;
-  s->created_ms = clock_wall_ms();
-  clock_format_iso8601(s->created_ms, s->created_iso, sizeof(s->created_iso));
-  s->last_heard_ms = s->last_user_ms = clock_mono_ms();
-  s->pend = s->pend_inline;
-  s->pend_cap = SESSION_INLINE_PENDING;
-  s->index = (uint32_t)t->count;
-  t->all[t->count++] = s;
-  slot_insert(t->slots, t->nslots, s);
+  hash_hex(s->token, s->token_hash);
+  add(t, s, f, clock_wall_ms());
   return s;
 fail:
   free(s->strings);
   free(s);
   return NULL;
+}
+
+session_t *session_restore(session_table_t *t, const session_fields_t *f,
+                           const char *id, const char *persistent_id,
+                           const char *token_hash, int64_t created_ms) {
+  session_t *s;
+  uint64_t key;
+  if (strlen(id) != SESSION_ID_LEN || id_key(id, &key) < 0 ||
+      session_find(t, id) != NULL ||
+      strlen(token_hash) != SESSION_HASH_LEN || (s = calloc(1, sizeof(*s)))
+      == NULL)
+    return NULL;
+  memcpy(s->id, id, SESSION_ID_LEN + 1);
+  id_key(s->id, &s->key);
+  snprintf(s->persistent_id, sizeof(s->persistent_id), "%s", persistent_id);
+  memcpy(s->token_hash, token_hash, SESSION_HASH_LEN + 1);
+  if (copy_names(s, f) < 0 || grow(t) < 0) {
+    free(s->strings);
+    free(s);
+    return NULL;
+  }
+  add(t, s, f, created_ms);
+  s->postponed_ms = clock_mono_ms();
+  return s;
 }
 
 session_t *session_find(const session_table_t *t, const char *id) {

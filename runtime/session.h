@@ -16,6 +16,7 @@
 #include "outbuf.h"
 
 #define SESSION_ID_LEN 32
+#define SESSION_HASH_LEN 64 /* SHA-256 in hex */
 #define SESSION_INLINE_PENDING 4
 
 struct conn;
@@ -30,7 +31,10 @@ typedef struct session_pending {
 typedef struct session {
   char id[SESSION_ID_LEN + 1];
   char persistent_id[SESSION_ID_LEN + 1];
-  char token[SESSION_ID_LEN + 1]; /* resume token, shown once in welcome */
+  char token[SESSION_ID_LEN + 1]; /* resume token, shown in welcome; "" in
+                                    a session restored from the state
+                                    database until its client resumes */
+  char token_hash[SESSION_HASH_LEN + 1]; /* what a resume is checked by */
   char ip[48];
   const char *user_name, *machine_name, *system_user_name, *host_type;
   const char *groups;    /* the user's groups, comma-separated; "" */
@@ -44,6 +48,8 @@ typedef struct session {
   int closing;           /* bye, drop or expiry: removed, not postponed */
   struct conn *conn;     /* NULL while postponed */
   int calls;             /* its method calls running now */
+  int64_t first_msg_id;  /* messages to everyone from this id on are its */
+  int acks_unsaved;      /* acks the state database has not seen yet */
   struct vm_account *account; /* its processes' Lua memory; NULL until
                                  its first call */
   /* Pending messages: a ring, inline until it needs more room. */
@@ -78,6 +84,14 @@ void session_table_free(session_table_t *t);
  * it. Returns NULL when memory or randomness fails.
  */
 session_t *session_create(session_table_t *t, const session_fields_t *f);
+/*
+ * Adds a session from the state database as it was: its ID, persistent
+ * ID, hash of the resume token and creation time; postponed (no
+ * connection). NULL when memory runs out or the ID is taken.
+ */
+session_t *session_restore(session_table_t *t, const session_fields_t *f,
+                           const char *id, const char *persistent_id,
+                           const char *token_hash, int64_t created_ms);
 /* The session with that ID (32 hex digits, any case), or NULL. */
 session_t *session_find(const session_table_t *t, const char *id);
 /* Removes s from the table, releases its pending messages and frees it. */
@@ -109,5 +123,8 @@ const char *session_state(const session_t *s, int64_t now_mono_ms,
 int session_random_hex(char *out, size_t nbytes);
 /* Compares two strings in time independent of where they differ. */
 int session_token_equal(const char *a, const char *b);
+/* Whether token is s's resume token (checked by its hash, in constant
+ * time). A restored session learns its token here. */
+int session_token_matches(session_t *s, const char *token);
 
 #endif
