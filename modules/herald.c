@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "clock.h"
 #include "process.h"
 #include "proto.h"
@@ -250,6 +251,9 @@ static int l_send_message(lua_State *L) {
   if (!proto_valid_utf8(text, len))
     return luaL_argerror(L, 1, "message is not valid UTF-8");
   count = server_send_message(srv, text, len, id, &msg_id);
+  audit_record("send", id != NULL ? id : "all", count > 0 ? count : 0, text,
+               count < 0 ? "out of memory"
+               : count == 0 && id != NULL ? "no such session" : "ok");
   if (count < 0)
     return luaL_error(L, "send_message_to_remote_user: out of memory");
   lua_pushinteger(L, count);
@@ -261,20 +265,20 @@ static int l_send_message(lua_State *L) {
 static int l_message_status(lua_State *L) {
   server_t *srv = server_up(L);
   lua_Integer id = luaL_checkinteger(L, 1);
-  const outbuf_t *b = srv != NULL ? server_find_message(srv, id) : NULL;
+  long counts[3];
   session_t *const *all;
   lua_Integer n = 0;
 
-  if (b == NULL) {
+  if (srv == NULL || server_message_counts(srv, id, counts) < 0) {
     lua_pushnil(L);
     return 1;
   }
   lua_createtable(L, 0, 4);
-  lua_pushinteger(L, b->queued);
+  lua_pushinteger(L, counts[0]);
   lua_setfield(L, -2, "queued");
-  lua_pushinteger(L, b->delivered);
+  lua_pushinteger(L, counts[1]);
   lua_setfield(L, -2, "delivered");
-  lua_pushinteger(L, b->acked);
+  lua_pushinteger(L, counts[2]);
   lua_setfield(L, -2, "acknowledged");
   lua_newtable(L);
   all = session_all(server_sessions(srv));
@@ -300,6 +304,8 @@ static int l_drop_remote_user(lua_State *L) {
     return luaL_argerror(L, 2, "a reason of at most 1024 bytes of UTF-8 "
                                "text expected");
   lua_pushboolean(L, srv != NULL && server_drop(srv, id, reason));
+  audit_record("drop", id, lua_toboolean(L, -1), reason,
+               lua_toboolean(L, -1) ? "ok" : "no such session");
   return 1;
 }
 
@@ -309,6 +315,7 @@ static int l_reject_new_remote_connections(lua_State *L) {
   luaL_checktype(L, 1, LUA_TBOOLEAN);
   if (srv != NULL)
     server_set_reject(srv, lua_toboolean(L, 1));
+  audit_record("reject", "all", 0, lua_toboolean(L, 1) ? "on" : "off", "ok");
   lua_pushboolean(L, srv != NULL);
   return 1;
 }

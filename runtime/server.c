@@ -255,6 +255,25 @@ outbuf_t *server_find_message(const server_t *srv, int64_t msg_id) {
   return b != NULL && b->msg_id == msg_id ? b : NULL;
 }
 
+int server_message_counts(const server_t *srv, int64_t msg_id,
+                          long counts[3]) {
+  const outbuf_t *b = server_find_message(srv, msg_id);
+  state_message_t m;
+  if (b != NULL) {
+    counts[0] = b->queued;
+    counts[1] = b->delivered;
+    counts[2] = b->acked;
+    return 0;
+  }
+  if (srv->state == NULL || msg_id <= 0 ||
+      !state_get_message(srv->state, msg_id, &m))
+    return -1;
+  counts[0] = m.queued;
+  counts[1] = m.delivered;
+  counts[2] = m.acknowledged;
+  return 0;
+}
+
 /* --- greeted sessions --------------------------------------------------- */
 
 /* What a frame's handler needs, passed through lua_pcall. */

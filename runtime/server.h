@@ -60,6 +60,12 @@ long server_send_message(server_t *srv, const char *text, size_t len,
  * once it has been forgotten. Not referenced for the caller. */
 outbuf_t *server_find_message(const server_t *srv, int64_t msg_id);
 
+/* The counters of message msg_id (queued, delivered, acknowledged), from
+ * memory or, for an older one, the state database: 0, or -1 once it has
+ * been forgotten. */
+int server_message_counts(const server_t *srv, int64_t msg_id,
+                          long counts[3]);
+
 /* Sends frame b to session id if it is connected; returns 1 if sent or
  * queued, 0 if the session is gone or postponed. */
 int server_send_to(server_t *srv, const char *id, outbuf_t *b);
