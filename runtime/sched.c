@@ -58,6 +58,7 @@ struct sched {
   size_t count, cap;
   int next_id;
   int started, stopped;
+  state_t *state; /* remembers each job's last run; NULL: none */
 };
 
 static void on_timer(uv_timer_t *t);
@@ -237,6 +238,28 @@ static int start_job(sched_t *s, job_t *j) {
 static void set_result(job_t *j, const char *text, size_t len) {
   free(j->last_result);
   j->last_result = strndup(text, len);
+  if (j->sched->state != NULL && j->last_result != NULL)
+    state_put_job(j->sched->state, j->name, j->last_ms, j->last_result);
+}
+
+/* A job of the configuration takes back its last run from before the
+ * restart. */
+static void on_job_row(void *data, const char *name, int64_t last_ms,
+                       const char *result) {
+  sched_t *s = data;
+  for (size_t i = 0; i < s->count; i++) {
+    job_t *j = s->jobs[i];
+    if (strcmp(j->name, name) == 0 && j->last_ms < 0) {
+      j->last_ms = last_ms;
+      free(j->last_result);
+      j->last_result = strdup(result);
+    }
+  }
+}
+
+void sched_use_state(sched_t *s, state_t *st) {
+  s->state = st;
+  state_each_job(st, on_job_row, s);
 }
 
 /* Records and logs a failed run; err may carry a traceback, which goes to

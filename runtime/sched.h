@@ -21,6 +21,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "state.h"
 
 typedef struct sched sched_t;
 
@@ -61,6 +62,9 @@ sched_t *sched_new(uv_loop_t *loop, lua_State *L, const config_t *cfg,
                    char *err, size_t errlen);
 /* Arms every job's timer and starts the @reboot jobs. */
 void sched_start(sched_t *s);
+/* The jobs' last runs and results are kept in st, and taken back from it
+ * (a job of the configuration is known by its name). */
+void sched_use_state(sched_t *s, state_t *st);
 /*
  * Stops every timer and forgets the running jobs' processes (they are left
  * to process_shutdown). Idempotent. After it, the loop must run once for

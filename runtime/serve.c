@@ -178,6 +178,8 @@ int serve_main(int argc, char **argv) {
     status = 2;
     goto done;
   }
+  if (state != NULL)
+    sched_use_state(scheduler, state);
   schedule_open(vm_state(vm), scheduler);
   process_init(loop, vm_state(vm));
   process_set_limits(cfg.max_blocking);
