@@ -33,6 +33,7 @@ typedef struct greeting {
   server_t *srv;
   conn_t *conn;
   int64_t deadline_ms;
+  char ip[48]; /* taken at accept: a failed TLS handshake may leave none */
   struct greeting *prev, *next;
 } greeting_t;
 
@@ -726,11 +727,9 @@ static void on_greeting_close(conn_t *c) {
 
 /* Only TLS tells the owner of an end before hello: say why in the log. */
 static void on_greeting_eof(conn_t *c, int status) {
-  char ip[64];
-  if (status == UV_EPROTO && conn_tls_error(c) != NULL) {
-    conn_peer_ip(c, ip, sizeof(ip));
-    log_info("connection from %s closed: %s", ip, conn_tls_error(c));
-  }
+  greeting_t *g = conn_owner(c);
+  if (status == UV_EPROTO && conn_tls_error(c) != NULL && g != NULL)
+    log_info("connection from %s closed: %s", g->ip, conn_tls_error(c));
 }
 
 static const conn_handler_t greeting_handler = {
@@ -771,6 +770,8 @@ static void on_connection(uv_stream_t *listener, int status) {
   }
   g->srv = srv;
   g->conn = c;
+  if (srv->tls != NULL)
+    conn_peer_ip(c, g->ip, sizeof(g->ip));
   g->deadline_ms =
       clock_mono_ms() + (int64_t)(srv->cfg->handshake_timeout * 1000);
   g->prev = srv->greet_tail;
