@@ -155,7 +155,9 @@ static void end_session(server_t *srv, session_t *s) {
     conn_end(s->conn);
     s->conn = NULL;
   }
-  log_info("session %s (%s) closed", s->id, s->user_name);
+  /* At a stop that keeps sessions, they are not closed for anyone. */
+  log_msg(srv->keeping ? LOG_DEBUG : LOG_INFO, "session %s (%s) closed",
+          s->id, s->user_name);
   session_remove(srv->sessions, s);
 }
 
