@@ -198,6 +198,7 @@ int serve_main(int argc, char **argv) {
     goto done;
   }
   server_on_shutdown(srv, stop_admin, &admin);
+  server_announce(srv);
   sched_start(scheduler);
   if (!o.no_console && isatty(STDIN_FILENO) && prompt_start(srv) < 0)
     log_warn("cannot start the console; the server runs without it");

@@ -1005,9 +1005,13 @@ int server_start(server_t *srv, char *err, size_t errlen) {
     return -1;
   }
   watchdog_sigint_interrupts(srv->on_sigint != NULL);
-  log_info("herald %s listening on %s:%d%s", HERALD_VERSION, a->host,
-           srv->port, srv->tls != NULL ? " (TLS)" : "");
   return 0;
+}
+
+void server_announce(const server_t *srv) {
+  log_info("herald %s listening on %s:%d%s", HERALD_VERSION,
+           srv->cfg->listen.host, srv->port, srv->tls != NULL ? " (TLS)"
+                                                             : "");
 }
 
 /* Tells a client its session is kept across the restart. */

@@ -29,9 +29,12 @@ void server_free(server_t *srv);
  * ids above the last one used. Before server_start. 0, or -1 with err.
  */
 int server_use_state(server_t *srv, state_t *st, char *err, size_t errlen);
-/* Binds and listens, and logs the address it listens on. Returns 0, or -1
+/* Binds and listens (server_announce says so). Returns 0, or -1
  * with the reason in err. */
 int server_start(server_t *srv, char *err, size_t errlen);
+/* Says where the server listens: once everything it needs is in place
+ * (serve checks the admin socket after the port). */
+void server_announce(const server_t *srv);
 /* Drops every session with reason "server shutting down", stops accepting,
  * ends every process; the loop then runs out. Idempotent. */
 void server_shutdown(server_t *srv);
