@@ -340,6 +340,8 @@ class ConsoleBehaviour:
         for name in NATIVES:
             self.assertRegex(out, r"(?m)^ +" + name + r"\(.*\S {2,}\S",
                              f"{name} has no line of its own:\n{out}")
+        self.assertRegex(out, r"(?m)^ +drop_remote_user\(sessionID "
+                         r"\[, reason\]\) .*reason")
 
     # Line editing.
 
