@@ -721,11 +721,28 @@ function M.sessions_table(coll, now_ms)
   return grid(columns, rows) .. "\n" .. count_line(n, "session", "sessions")
 end
 
+-- 4D's process states and herald's process types (lua-api.md), by code.
+local PROCESS_STATES = {
+  [0] = "executing", [1] = "delayed", [2] = "waiting for user event",
+  [3] = "waiting for input/output", [4] = "waiting for internal flag",
+  [5] = "paused", [6] = "hidden modal dialog", [-1] = "aborted",
+  [-100] = "does not exist",
+}
+local PROCESS_TYPES = { [1] = "method", [3] = "console/script", [5] = "job" }
+
+-- A code's name from names, or the value itself when it has none (a code
+-- this table does not know still shows).
+local function code_text(names, v)
+  local name = math_type(v) == "integer" and names[v]
+  return name or cut(cell_text(v), CELL_MAX)
+end
+
 --[=[ processes_table(collection) -> string
 Process objects as an aligned table: number, name, type, state, the first
-8 characters of sessionID and cpuTime (seconds, 3 decimals); numbers are
-right-aligned and shown as stored (4D's codes). Last line "N processes".
-Raises when collection is not a table. ]=]
+8 characters of sessionID and cpuTime (seconds, 3 decimals). type and state
+show as words ("method", "console/script", "job"; 4D's "executing",
+"delayed", "waiting for input/output", "paused"...), a code without a name
+as stored. Last line "N processes". Raises when collection is not a table. ]=]
 function M.processes_table(coll)
   check_arg(coll, "table", "processes_table")
   local rows, n = {}, border(coll)
@@ -735,16 +752,15 @@ function M.processes_table(coll)
     rows[i] = {
       cut(cell_text(field(p, "number")), CELL_MAX),
       cut(cell_text(field(p, "name")), CELL_MAX),
-      cut(cell_text(field(p, "type")), CELL_MAX),
-      cut(cell_text(field(p, "state")), CELL_MAX),
+      code_text(PROCESS_TYPES, field(p, "type")),
+      code_text(PROCESS_STATES, field(p, "state")),
       sub(cut(cell_text(field(p, "sessionID")), CELL_MAX), 1, 8),
       type(cpu) == "number" and fmt("%.3f", cpu) or
         cut(cell_text(cpu), CELL_MAX),
     }
   end
-  local columns = { { "number", right = true }, { "name" },
-                    { "type", right = true }, { "state", right = true },
-                    { "sessionID" }, { "cpuTime", right = true } }
+  local columns = { { "number", right = true }, { "name" }, { "type" },
+                    { "state" }, { "sessionID" }, { "cpuTime", right = true } }
   return grid(columns, rows) .. "\n" .. count_line(n, "process", "processes")
 end
 

@@ -511,7 +511,8 @@ class ConsoleBehaviour:
         pane = self.console()
         out = pane.run("processes()")
         self.assertRegex(out.split("\n")[0], r"^number +name +type +state")
-        self.assertRegex(out, r"(?m)^ *\d+ +console +3 +0 ")
+        self.assertRegex(out, r"(?m)^ *\d+ +console +console/script +"
+                         r"executing ")
         self.assertRegex(out, r"(?m)^\d+ process(es)?$")
 
     def test_message_reaches_only_that_session(self):

@@ -476,11 +476,26 @@ static void test_processes_table(void **state)
             " { number = -3, name = 'scheduler', type = -1, state = 3,"
             "   cpuTime = 12 },"
             " }, { __name = 'collection' }))"),
-    "number  name            type  state  sessionID  cpuTime\n"
-    "     1  console            3      0               0.012\n"
-    "    12  method sendAll     1      1  01234567     1.500\n"
-    "    -3  scheduler         -1      3              12.000\n"
+    "number  name            type            state                     "
+    "sessionID  cpuTime\n"
+    "     1  console         console/script  executing                 "
+    "             0.012\n"
+    "    12  method sendAll  method          delayed                   "
+    "01234567     1.500\n"
+    "    -3  scheduler       -1              waiting for input/output  "
+    "            12.000\n"
     "3 processes");
+  /* Each type and state by its name; a code without one as stored. */
+  assert_string_equal(
+    eval(L, "local out = {}"
+            " for i, code in ipairs({ { 5, 5 }, { 1, 0 }, { 3, 3 },"
+            " { 9, 7 }, { 2.5, 'x' } }) do"
+            " local t = pretty.processes_table({ { type = code[1],"
+            " state = code[2] } })"
+            " out[i] = t:match('\\n%s*(%S.-)\\n') end"
+            " return table.concat(out, '|')"),
+    "job   paused|method  executing|console/script  waiting for input/output"
+    "|9     7|2.5   x");
 }
 
 static void test_is_incomplete(void **state)
