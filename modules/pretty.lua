@@ -11,7 +11,7 @@ the printer, and a sandbox without `debug`, `os` or `utf8` only loses detail.
   message_status(t)             a message_status() table, in a fixed order
   sessions_table(coll [, now_ms])   aligned table of session objects
   processes_table(coll)         aligned table of process objects
-  is_incomplete(source)         true if `source` only lacks its end (lua.c rule)
+  is_incomplete(source)         true if `source` only lacks its end
   compile_line(source [, chunkname [, env]])
                                 function, or nil, message, incomplete
 
@@ -28,8 +28,8 @@ metamethods, except __tostring, which is what the object asks to print as.
 
 local M = {}
 
-local type, next, rawget, select, tostring, pcall, error, ipairs =
-  type, next, rawget, select, tostring, pcall, error, ipairs
+local type, next, rawget, select, tostring, tonumber, pcall, error, ipairs =
+  type, next, rawget, select, tostring, tonumber, pcall, error, ipairs
 -- The console looks inside everything, protected metatables included
 -- (without the debug library, it looks where scripts do).
 local getmetatable = debug and debug.getmetatable or getmetatable
@@ -772,15 +772,9 @@ local function at_eof(msg)
   return type(msg) == "string" and sub(msg, -#EOFMARK) == EOFMARK
 end
 
-
---[=[ is_incomplete(source) -> boolean
-True when `source` fails to compile only because it ended early (the error
-is at <eof>: lua.c's incomplete()), so the console should read another line;
-false when it compiles or has a real syntax error. ]=]
-function M.is_incomplete(source)
-  check_arg(source, "string", "is_incomplete")
-  local f, err = load(source, "=stdin", "t")
-  return f == nil and at_eof(err)
+-- The line a compile error is on ("chunk:3: ..."), 0 when it shows none.
+local function error_line(msg)
+  return tonumber(match(msg, ":(%d+): ")) or 0
 end
 
 --[=[ compile_line(source [, chunkname [, env]]) -> function
@@ -788,8 +782,13 @@ end
 Compiles a console line as lua.c does: first as an expression
 ("return " .. source) so `1 + 41` prints its value, then as statements.
 Text only (binary chunks are refused). env, when given, is the chunk's
-_ENV. On failure the message is the statement form's, and incomplete tells
-whether more input could complete it. chunkname defaults to "=console". ]=]
+_ENV. incomplete tells whether more input could complete it: either form
+failed only at the end of the text (<eof>), so an unfinished statement
+(`for i = 1, 3 do`) waits for its end as in lua.c, and so does an
+unfinished expression (`1 +`, `f(1,`, `{`, `function(`), which lua.c, by
+trying the statement form alone, would report. On failure the message is
+the one of the form that got further (a later line), the statement form's
+on a tie, as lua.c. chunkname defaults to "=console". ]=]
 function M.compile_line(source, chunkname, env)
   check_arg(source, "string", "compile_line")
   chunkname = chunkname or "=console"
@@ -800,7 +799,7 @@ function M.compile_line(source, chunkname, env)
     end
     return load(text, chunkname, "t", env)
   end
-  local f = compile("return " .. source)
+  local f, expr_err = compile("return " .. source)
   if f then
     return f
   end
@@ -808,7 +807,26 @@ function M.compile_line(source, chunkname, env)
   if g then
     return g
   end
-  return nil, err, at_eof(err)
+  if at_eof(err) then
+    return nil, err, true
+  elseif at_eof(expr_err) then
+    return nil, expr_err, true
+  elseif type(expr_err) == "string" and
+         error_line(expr_err) > error_line(err) then
+    return nil, expr_err, false
+  end
+  return nil, err, false
+end
+
+--[=[ is_incomplete(source) -> boolean
+True when `source` fails to compile only because it ended early, as a
+statement or as an expression (compile_line's incomplete), so the console
+should read another line; false when it compiles or has a real syntax
+error. ]=]
+function M.is_incomplete(source)
+  check_arg(source, "string", "is_incomplete")
+  local _, _, incomplete = M.compile_line(source, "=stdin")
+  return incomplete == true
 end
 
 return M

@@ -296,6 +296,24 @@ class ConsoleBehaviour:
         self.assertEqual(pane.run("end"), "1\n2\n3")
         self.assertEqual(pane.lines()[-1], PROMPT.rstrip())
 
+    def test_incomplete_expression_continues(self):
+        pane = self.console()
+        for first, rest, value in (("1 +", "41", "42"),
+                                   ("math.max(1,", "42)", "42"),
+                                   ("{ 1,", "2 }", "{ 1, 2 }"),
+                                   ("(function(", "x) return x end)(7)",
+                                    "7"),
+                                   ('"con\\', 'tinued"', '"con\\ntinued"')):
+            self.assertEqual(pane.run(first), "", first)
+            self.assertEqual(pane.lines()[-1], MORE.rstrip(),
+                             f"no continuation prompt after {first!r}:\n" +
+                             pane.text())
+            self.assertEqual(pane.run(rest), value, first)
+            self.assertEqual(pane.lines()[-1], PROMPT.rstrip())
+        # What can never be completed is an error at once.
+        self.assertRegex(pane.run("1 + )"), r"^console:1: .*near")
+        self.assertEqual(pane.lines()[-1], PROMPT.rstrip())
+
     def test_table_prints_its_contents(self):
         pane = self.console()
         out = pane.run('{1, 2, name = "x", sub = {b = 3}}')

@@ -510,6 +510,24 @@ static void test_is_incomplete(void **state)
             " out[#out + 1] = tostring(pretty.is_incomplete(src)) end"
             " return table.concat(out, ' ')"),
     "false false true true true false false false true false");
+  /* An unfinished expression waits too: a trailing binary operator, an
+   * open bracket, parenthesis or string, a function without its body. */
+  assert_string_equal(
+    eval(L, "local out = {}"
+            " for _, src in ipairs({ '1 +', 'x ..', 'a and', 'f(1,',"
+            " '{ 1,', 't[', '(1', '\"abc', 'function(', 'function(a)',"
+            " 'x.', 'not' }) do"
+            " out[#out + 1] = tostring(pretty.is_incomplete(src)) end"
+            " return table.concat(out, ' ')"),
+    "true true true true true true true true true true true true");
+  /* Not what can never be completed. */
+  assert_string_equal(
+    eval(L, "local out = {}"
+            " for _, src in ipairs({ '1 + )', 'x y', '1 +\\n)', ')',"
+            " 'f(1,,' }) do"
+            " out[#out + 1] = tostring(pretty.is_incomplete(src)) end"
+            " return table.concat(out, ' ')"),
+    "false false false false false");
 }
 
 static void test_compile_line(void **state)
@@ -547,6 +565,29 @@ static void test_compile_line(void **state)
     "nil|console:1: 'end' expected near <eof>|true\n"
     "nil|console:1: ')' expected near <eof>|true\n"
     "nil|console:1: unexpected symbol near '='|false");
+  /* An expression that lacks its end waits for it, and then prints. */
+  assert_string_equal(
+    eval(L, "local out = {}"
+            " for _, src in ipairs({ '1 +', 'f(1,', 'function(' }) do"
+            " local f, err, inc = pretty.compile_line(src)"
+            " out[#out + 1] = tostring(f) .. '|' .. err .. '|' .. tostring(inc)"
+            " end return table.concat(out, '\\n')"),
+    "nil|console:1: unexpected symbol near <eof>|true\n"
+    "nil|console:1: unexpected symbol near <eof>|true\n"
+    "nil|console:1: <name> or '...' expected near <eof>|true");
+  assert_string_equal(
+    eval(L, "return pretty.format_values(pretty.compile_line('1 +\\n41')())"),
+    "42");
+  /* The error of the form that got further: the expression's on a later
+   * line, the statement's on the same line (lua.c's). */
+  assert_string_equal(
+    eval(L, "local out = {}"
+            " for _, src in ipairs({ '1 +\\n)', '1 + )' }) do"
+            " local f, err, inc = pretty.compile_line(src)"
+            " out[#out + 1] = tostring(f) .. '|' .. err .. '|' .. tostring(inc)"
+            " end return table.concat(out, '\\n')"),
+    "nil|console:2: unexpected symbol near ')'|false\n"
+    "nil|console:1: unexpected symbol near '1'|false");
   /* Once the rest arrives, the joined lines compile (lua.c's multiline). */
   assert_string_equal(
     eval(L, "local f = pretty.compile_line('local n = 0\\nfor i = 1, 3 do\\n"
