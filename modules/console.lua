@@ -15,8 +15,8 @@ local collection = require("collection")
 local M = {}
 
 local _G = _G
-local setmetatable, type, pairs, tostring, select, rawget =
-  setmetatable, type, pairs, tostring, select, rawget
+local setmetatable, type, pairs, next, tostring, select, rawget =
+  setmetatable, type, pairs, next, tostring, select, rawget
 -- Completion looks inside protected metatables (collections' methods).
 local getmetatable = debug.getmetatable
 local sort, concat = table.sort, table.concat
@@ -109,41 +109,94 @@ function M.help()
   return concat(lines, "\n")
 end
 
--- Names visible through t (its own keys and its __index chain).
-local function names_of(t, into, depth)
-  if type(t) ~= "table" or depth > 4 then return end
-  for k in pairs(t) do
-    if type(k) == "string" then into[k] = true end
+-- Completion reads tables raw and follows only __index tables: a name
+-- path is never evaluated, so no metamethod (no code) runs while typing.
+local MAX_INDEX_CHAIN = 8
+
+-- The table where v's fields are looked up next: v itself when it is a
+-- table, else (and after it) its metatable's __index when that is a table
+-- (a string's methods, an object's class); nil when there is none.
+local function index_table(v)
+  local mt = getmetatable(v)
+  local idx = type(mt) == "table" and rawget(mt, "__index")
+  return type(idx) == "table" and idx or nil
+end
+
+-- v[name] as far as it can be known without running code, or nil.
+local function field(v, name)
+  for _ = 1, MAX_INDEX_CHAIN do
+    if type(v) == "table" then
+      local found = rawget(v, name)
+      if found ~= nil then return found end
+    end
+    v = index_table(v)
+    if v == nil then return nil end
   end
-  local mt = getmetatable(t)
-  if type(mt) == "table" and type(rawget(mt, "__index")) == "table" then
-    names_of(rawget(mt, "__index"), into, depth + 1)
+  return nil
+end
+
+-- The string names visible in v (its own keys and its __index tables),
+-- read with next (pairs would run __pairs).
+local function names_of(v, into)
+  for _ = 1, MAX_INDEX_CHAIN do
+    if type(v) == "table" then
+      for k in next, v do
+        if type(k) == "string" then into[k] = true end
+      end
+    end
+    v = index_table(v)
+    if v == nil then return end
   end
 end
 
--- Completions of the word at the end of text: a global name, or the field
--- of a table reached through dots or colons ("string.fo", "s:le").
+local NAME = "^[%a_][%w_]*$"
+
+--[=[ complete(env, text) -> list
+Tab's completions. text is the word before the cursor as the line editor
+cuts it (at spaces, operators and opening brackets, never at a closing
+one, a quote, a dot or a colon); each completion is text followed by what
+Tab may add, so taking one never deletes what was typed. Only a plain name
+path completes: a global ("get_pro"), or a field or method of what a chain
+of names reaches ("string.fo", "s:le", "one.userN"). After anything else
+(`f().`, `t[1].`, `"s":`, a closing bracket) there is nothing to offer:
+that would mean running the code before it. ]=]
 function M.complete(env, text)
-  local path, sep, partial = match(text, "([%w_%.:]-)([%.:]?)([%w_]*)$")
+  local path = match(text, "[%w_%.:]*$")
+  -- a..b: the name after a concatenation starts a path of its own.
+  local after_concat = match(path, "^.*%.%.()")
+  if after_concat then path = sub(path, after_concat) end
+  local before = sub(text, 1, #text - #path)
+  if before ~= "" and sub(before, -2) ~= ".." then
+    return {}   -- a path right after `)`, `]`, `}`, a quote or a number
+  end
+  local head, partial = match(path, "^(.-)([%w_]*)$")
+  if partial ~= "" and not match(partial, NAME) then return {} end
   local target = env
-  local prefix = ""
-  if sep ~= "" then
-    for part in path:gmatch("[^%.:]+") do
-      if type(target) ~= "table" then return {} end
-      target = target[part]
+  if head ~= "" then
+    local names, sep = sub(head, 1, -2), sub(head, -1)
+    for name in (names .. "."):gmatch("(.-)%.") do
+      if not match(name, NAME) then return {} end
+      target = field(target, name)
+      if target == nil then return {} end
     end
-    if type(target) == "string" then target = string end
-    prefix = path .. sep
+    if sep == ":" and index_table(target) == nil and
+       type(target) ~= "table" then
+      return {}
+    end
   end
   local found = {}
-  names_of(target, found, 0)
+  names_of(target, found)
   local out = {}
   for name in pairs(found) do
-    if sub(name, 1, #partial) == partial and match(name, "^[%a_][%w_]*$") then
-      out[#out + 1] = prefix .. name
+    if sub(name, 1, #partial) == partial and match(name, NAME) then
+      out[#out + 1] = name
     end
   end
   sort(out)
+  local prefix = before .. head
+  for i = 1, #out do
+    out[i] = prefix .. out[i]
+  end
   return out
 end
 

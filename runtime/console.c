@@ -17,6 +17,16 @@ static struct {
   int installed; /* libedit's handler is installed */
 } con;
 
+/*
+ * Where libedit cuts the word Tab completes (its readline emulation reads
+ * rl_basic_word_break_characters, not the completer's): at spaces,
+ * operators, separators and opening brackets. Not at '.', ':' or '_' (a
+ * name path is one word), nor at a closing bracket, a quote or a
+ * backslash: those stay in the word, so the back end sees that what comes
+ * before the name path is not a name, and offers nothing.
+ */
+static const char word_breaks[] = " \t\n@$><=;|&{([+-*/%^~#,!?`";
+
 static void on_line(char *line);
 
 static void install(const char *prompt) {
@@ -69,17 +79,27 @@ static char *common_prefix(char **items) {
   return strndup(items[0], n);
 }
 
+/*
+ * libedit deletes the word and inserts the matches' common prefix: a match
+ * that did not start with the word would take typed text away. Only the
+ * back end's items that extend text are kept.
+ */
 static char **complete(const char *text, int start, int end) {
   char **items, **out;
-  size_t n = 0;
+  size_t n = 0, len = strlen(text);
   (void)start;
   (void)end;
   rl_attempted_completion_over = 1; /* never file names */
   if (con.be.complete == NULL ||
       (items = con.be.complete(con.be.ctx, text)) == NULL)
     return NULL;
-  while (items[n] != NULL)
-    n++;
+  for (size_t i = 0; items[i] != NULL; i++) {
+    if (strncmp(items[i], text, len) == 0)
+      items[n++] = items[i];
+    else
+      free(items[i]);
+  }
+  items[n] = NULL;
   if (n == 0) {
     free(items);
     return NULL;
@@ -125,7 +145,8 @@ int console_open(const console_backend_t *be, const char *name) {
     read_history(con.history);
   rl_attempted_completion_function = complete;
   rl_completion_entry_function = no_entries;
-  rl_completer_word_break_characters = " \t\n\"'`@$><=;|&{([+-*/%^~#,";
+  rl_basic_word_break_characters = word_breaks;
+  rl_completer_word_break_characters = (char *)word_breaks;
   rl_completion_append_character = '\0';
   /* Ctrl-R finds the previous history line that matches what is typed.
    * libedit's incremental search would read its keys by itself, blocking:

@@ -18,8 +18,10 @@ typedef struct console_backend {
   void (*eval)(void *ctx, const char *line);
   /* Ctrl-C while a line runs. */
   void (*interrupt)(void *ctx);
-  /* Completions of the word at the end of text, NULL-terminated array of
-   * malloc'ed strings, or NULL. */
+  /* Completions of text, the word before the cursor (cut at spaces,
+   * operators and opening brackets only): a NULL-terminated array of
+   * malloc'ed strings, each text followed by what Tab may add, or NULL.
+   * Items that do not start with text are dropped. */
   char **(*complete)(void *ctx, const char *text);
   /* Ctrl-D or \q. */
   void (*quit)(void *ctx);

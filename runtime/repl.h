@@ -32,8 +32,9 @@ int repl_busy(const repl_t *r);
 /* Ctrl-C: ends the running line (its io.done follows), or forgets the
  * unfinished statement. Returns 1 if a line was running. */
 int repl_interrupt(repl_t *r);
-/* Completions of the word at the end of text, as a NULL-terminated array
- * of malloc'ed strings (the caller frees each and the array), or NULL. */
+/* Completions of text, the word before the cursor, each text followed by
+ * what Tab may add (console.lua's complete), as a NULL-terminated array of
+ * malloc'ed strings (the caller frees each and the array), or NULL. */
 char **repl_complete(repl_t *r, const char *text);
 
 #endif

@@ -384,6 +384,68 @@ class ConsoleBehaviour:
         pane.keys("Enter")
         self.assertEqual(pane.answer(since, 'string.upper("q")'), '"Q"')
 
+    def test_tab_after_a_call_or_an_index_keeps_the_line(self):
+        self.wire("alice")
+        pane = self.console()
+        self.assertEqual(pane.run('t = { { a = 1 } } s = "abc"'), "")
+        # Tab twice (the second lists what the first could not insert),
+        # then the rest: the line must be what was typed, unchanged.
+        for typed, rest, value in (("sessions()[1].", "userName", '"alice"'),
+                                   ("t[1].", "a", "1"),
+                                   ('("abc"):', "upper()", '"ABC"'),
+                                   ("sessions()", "[1].ID ~= nil", "true"),
+                                   ("t[1]", ".a", "1"),
+                                   ("s:", "len()", "3")):
+            since = pane.mark()
+            pane.send(typed)
+            pane.wait_last(PROMPT + typed)
+            pane.keys("Tab")
+            pane.keys("Tab")
+            pane.send(rest)
+            pane.keys("Enter")
+            self.assertEqual(pane.answer(since, typed + rest), value,
+                             typed + " + Tab")
+            self.assertNotIn("xpcall", "\n".join(pane.lines()[since:]),
+                             typed + " + Tab listed the globals")
+
+    def test_tab_completes_a_plain_name_path_only(self):
+        self.wire("alice")
+        pane = self.console()
+        # The fields of a session object, reached by a plain name.
+        self.assertEqual(pane.run("one = sessions()[1]"), "")
+        since = pane.mark()
+        pane.send("one.userN")
+        pane.keys("Tab")
+        pane.wait_last(PROMPT + "one.userName")
+        pane.keys("Enter")
+        self.assertEqual(pane.answer(since, "one.userName"), '"alice"')
+        # Methods after a colon.
+        self.assertEqual(pane.run('s = "abc"'), "")
+        since = pane.mark()
+        pane.send("s:upp")
+        pane.keys("Tab")
+        pane.wait_last(PROMPT + "s:upper")
+        pane.send("()")
+        pane.keys("Enter")
+        self.assertEqual(pane.answer(since, "s:upper()"), '"ABC"')
+        # Completing never runs code: no __index function, no __pairs.
+        self.assertEqual(pane.run(
+            "p = setmetatable({}, { __index = function() hits = "
+            "(hits or 0) + 1 return {} end, __pairs = function() hits = "
+            "(hits or 0) + 1 return next, {} end })"), "")
+        since = pane.mark()
+        pane.send("p.x.")
+        pane.keys("Tab")
+        pane.keys("Tab")
+        pane.send("y == nil, p.")
+        pane.keys("Tab")
+        pane.keys("Tab")
+        pane.send("z ~= nil")
+        pane.keys("Enter")
+        self.assertEqual(pane.answer(since, "p.x.y == nil, p.z ~= nil"),
+                         "true    true")
+        self.assertEqual(pane.run("hits"), "2")
+
     def test_up_arrow_brings_back_the_last_line(self):
         pane = self.console()
         self.assertEqual(pane.run("20 + 22"), "42")
