@@ -77,16 +77,30 @@ static void send_exit(admin_client_t *ac, int status, const char *error) {
   send_table(ac);
 }
 
-/* {"type":"print","text":T}: output of a script or a console line. */
-static void send_print(void *data, const char *text, size_t len) {
-  admin_client_t *ac = data;
+/* {"type":"print","text":T}: output of a script or a console line; with
+ * "error":true, a console line's error (herald console sends it to
+ * stderr when piped). */
+static void send_text(admin_client_t *ac, const char *text, size_t len,
+                      int error) {
   lua_State *L = ac->L;
-  lua_createtable(L, 0, 2);
+  lua_createtable(L, 0, 3);
   lua_pushliteral(L, "print");
   lua_setfield(L, -2, "type");
   lua_pushlstring(L, text, len);
   lua_setfield(L, -2, "text");
+  if (error) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "error");
+  }
   send_table(ac);
+}
+
+static void send_print(void *data, const char *text, size_t len) {
+  send_text(data, text, len, 0);
+}
+
+static void send_error(void *data, const char *text, size_t len) {
+  send_text(data, text, len, 1);
 }
 
 static void on_run_print(process_t *p, const char *text, size_t len,
@@ -185,14 +199,18 @@ static void run_script(admin_client_t *ac) {
   lua_pop(L, 3);
 }
 
-static void console_done(void *data, int more) {
+/* {"type":"done","more":B,"ok":B}: the line ended; ok is false when it
+ * raised an error (a piped herald console then exits 1). */
+static void console_done(void *data, int more, int ok) {
   admin_client_t *ac = data;
   lua_State *L = ac->L;
-  lua_createtable(L, 0, 2);
+  lua_createtable(L, 0, 3);
   lua_pushliteral(L, "done");
   lua_setfield(L, -2, "type");
   lua_pushboolean(L, more);
   lua_setfield(L, -2, "more");
+  lua_pushboolean(L, ok);
+  lua_setfield(L, -2, "ok");
   send_table(ac);
 }
 
@@ -206,7 +224,7 @@ static void console_frame(admin_client_t *ac, const char *type) {
   const char *text;
 
   if (ac->repl == NULL) {
-    repl_io_t io = {send_print, console_done, ac};
+    repl_io_t io = {send_print, send_error, console_done, ac};
     ac->repl = repl_new(L, &io);
     if (ac->repl == NULL) {
       send_exit(ac, 1, "the server cannot open a console now");

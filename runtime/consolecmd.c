@@ -27,13 +27,15 @@ static const char usage[] =
     "(unless sticky, as /tmp); else the exit status is 2.\n"
     "An expression prints its value; \\help lists the functions; Ctrl-C\n"
     "interrupts a running line; Ctrl-D or \\q leaves. From a pipe, each line\n"
-    "read is evaluated and its output printed.\n";
+    "read is evaluated, its output printed and its errors written to\n"
+    "stderr; the exit status is then 1 if a line raised an error.\n";
 
 static struct {
   jsonline_t *j;
   int want_input;
   int quit;
   int status;
+  int failed; /* a line raised an error */
   int sigpipe[2]; /* SIGINT, turned into input for poll */
 } cc;
 
@@ -54,12 +56,15 @@ static void send_frame(const char *type, const char *key, const char *value) {
   }
 }
 
+/* Writes a console's text: output, or a line's error. */
+typedef void (*writer_fn)(const char *text, size_t len);
+
 /*
- * Handles one frame (at the top of the stack, popped). print: output;
- * done: the line ended (1 returned, *more set); exit: the server refused
- * or ended the console.
+ * Handles one frame (at the top of the stack, popped). print: output, or
+ * with "error", a line's error (written by error); done: the line ended
+ * (1 returned, *more set); exit: the server refused or ended the console.
  */
-static int on_frame(void (*print)(const char *, size_t), int *more) {
+static int on_frame(writer_fn print, writer_fn error, int *more) {
   lua_State *L = jsonline_lua(cc.j);
   const char *type;
   int done = 0;
@@ -69,15 +74,23 @@ static int on_frame(void (*print)(const char *, size_t), int *more) {
   if (type != NULL && strcmp(type, "print") == 0) {
     size_t len;
     const char *text;
-    lua_getfield(L, -2, "text");
+    int is_error;
+    lua_getfield(L, -2, "error");
+    is_error = lua_toboolean(L, -1);
+    lua_getfield(L, -3, "text");
     text = lua_tolstring(L, -1, &len);
     if (text != NULL)
-      print(text, len);
-    lua_pop(L, 1);
+      (is_error ? error : print)(text, len);
+    if (is_error)
+      cc.failed = 1;
+    lua_pop(L, 2);
   } else if (type != NULL && strcmp(type, "done") == 0) {
     lua_getfield(L, -2, "more");
     *more = lua_toboolean(L, -1);
-    lua_pop(L, 1);
+    lua_getfield(L, -3, "ok");
+    if (lua_isboolean(L, -1) && !lua_toboolean(L, -1))
+      cc.failed = 1;
+    lua_pop(L, 2);
     done = 1;
   } else if (type != NULL && strcmp(type, "exit") == 0) {
     lua_getfield(L, -2, "error");
@@ -109,7 +122,14 @@ static void print_plain(const char *text, size_t len) {
   fflush(stdout);
 }
 
-/* From a pipe: each line in turn, its answers printed plainly. */
+static void print_error(const char *text, size_t len) {
+  fwrite(text, 1, len, stderr);
+  fputc('\n', stderr);
+  fflush(stderr);
+}
+
+/* From a pipe: each line in turn, its answers printed plainly, its errors
+ * on stderr; 1 when a line raised one, as a script's failure would. */
 static int run_piped(void) {
   char *line = NULL;
   size_t cap = 0;
@@ -124,14 +144,14 @@ static int run_piped(void) {
       break;
     send_frame("eval", "line", line);
     while (!cc.quit && !done && recv_frame())
-      done = on_frame(print_plain, &more);
+      done = on_frame(print_plain, print_error, &more);
   }
   free(line);
   if (more && !cc.quit) {
     fprintf(stderr, "herald: console: input ended inside a statement\n");
     cc.status = 1;
   }
-  return cc.status;
+  return cc.status != 0 ? cc.status : cc.failed;
 }
 
 /* The console front end's back end: frames to the server. */
@@ -179,7 +199,7 @@ static char **be_complete(void *ctx, const char *text) {
       break;
     }
     lua_pop(L, 1);
-    on_frame(console_output, &(int){0});
+    on_frame(console_output, console_output, &(int){0});
   }
   return items;
 }
@@ -219,7 +239,7 @@ static int run_terminal(void) {
     }
     if (jsonline_buffered(cc.j) || (fds[0].revents & (POLLIN | POLLHUP))) {
       int more = 0;
-      if (recv_frame() && on_frame(console_output, &more))
+      if (recv_frame() && on_frame(console_output, console_output, &more))
         console_done(more);
     }
     if (!cc.quit && (fds[2].revents & (POLLIN | POLLHUP)))

@@ -63,8 +63,9 @@ static void repl_print(void *data, const char *text, size_t len) {
   console_output(text, len);
 }
 
-static void repl_done(void *data, int more) {
+static void repl_done(void *data, int more, int ok) {
   (void)data;
+  (void)ok;
   console_done(more);
 }
 
@@ -79,7 +80,7 @@ static void on_sigint(void *data) {
 }
 
 int prompt_start(server_t *srv) {
-  static const repl_io_t io = {repl_print, repl_done, NULL};
+  static const repl_io_t io = {repl_print, repl_print, repl_done, NULL};
   console_backend_t be = {eval, interrupt, complete, quit, want_input, NULL};
 
   pr.srv = srv;

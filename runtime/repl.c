@@ -20,6 +20,13 @@ static void say(repl_t *r, const char *text, size_t len) {
     r->io.print(r->io.data, text, len);
 }
 
+/* The line failed: its error, then the end of the line. */
+static void fail(repl_t *r, const char *text, size_t len) {
+  if (len > 0)
+    r->io.error(r->io.data, text, len);
+  r->io.done(r->io.data, 0, 0);
+}
+
 /* Calls console.name with nargs arguments (below it on the stack), with
  * nres results, protected. Returns the status; the error message stays. */
 static int call_console(lua_State *L, const char *name, int nargs,
@@ -75,22 +82,23 @@ static void on_line_done(process_t *p, int status, lua_State *co, int nres,
   lua_State *L = r->L;
   (void)p;
   r->process = 0;
-  if (status == LUA_OK) {
+  if (status != LUA_OK) {
+    fail(r, err, strlen(err));
+  } else {
+    size_t len;
+    const char *text;
+    int ok;
     lua_xmove(co, L, nres);
-    if (call_console(L, "format_results", nres, 1) != LUA_OK) {
-      size_t len;
-      const char *msg = lua_tolstring(L, -1, &len);
-      say(r, msg, len);
-    } else {
-      size_t len;
-      const char *text = lua_tolstring(L, -1, &len);
+    ok = call_console(L, "format_results", nres, 1) == LUA_OK;
+    text = lua_tolstring(L, -1, &len);
+    if (ok) {
       say(r, text, len);
+      r->io.done(r->io.data, 0, 1);
+    } else {
+      fail(r, text, text != NULL ? len : 0);
     }
     lua_pop(L, 1);
-  } else {
-    say(r, err, strlen(err));
   }
-  r->io.done(r->io.data, 0);
 }
 
 /* Keeps line in the unfinished statement; returns the whole of it. */
@@ -119,13 +127,12 @@ void repl_eval(repl_t *r, const char *line) {
       say(r, text, len);
     }
     lua_pop(L, 1);
-    r->io.done(r->io.data, 0);
+    r->io.done(r->io.data, 0, 1);
     return;
   }
   source = accumulate(r, line);
   if (source == NULL) {
-    say(r, "out of memory", 13);
-    r->io.done(r->io.data, 0);
+    fail(r, "out of memory", 13);
     return;
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->env_ref);
@@ -136,16 +143,16 @@ void repl_eval(repl_t *r, const char *line) {
   }
   if (lua_isnil(L, -3)) {
     int more = lua_toboolean(L, -1);
-    if (!more) {
-      size_t len;
+    if (more) {
+      r->io.done(r->io.data, 1, 1);
+    } else {
+      size_t len = 0;
       const char *msg = lua_tolstring(L, -2, &len);
-      if (msg != NULL)
-        say(r, msg, len);
       free(r->pending);
       r->pending = NULL;
+      fail(r, msg, msg != NULL ? len : 0);
     }
     lua_pop(L, 3);
-    r->io.done(r->io.data, more);
     return;
   }
   lua_pop(L, 2);
@@ -160,8 +167,7 @@ void repl_eval(repl_t *r, const char *line) {
   r->process = process_spawn(L, 0, &opts);
   if (r->process < 0) {
     r->process = 0;
-    say(r, "cannot start a process now", 26);
-    r->io.done(r->io.data, 0);
+    fail(r, "cannot start a process now", 26);
   } else if (process_find(r->process) == NULL) {
     r->process = 0; /* already done: on_line_done has run */
   }

@@ -14,11 +14,15 @@
 typedef struct repl repl_t;
 
 typedef struct repl_io {
-  /* Text for the person at the console: print() output, results, errors,
-   * one chunk of lines without a trailing newline. */
+  /* Text for the person at the console: print() output and results, one
+   * chunk of lines without a trailing newline. */
   void (*print)(void *data, const char *text, size_t len);
-  /* The line is done; more is 1 when the statement needs more lines. */
-  void (*done)(void *data, int more);
+  /* The same for the line's error: a syntax error, or a runtime error's
+   * message and traceback (a pipe sends it to stderr). */
+  void (*error)(void *data, const char *text, size_t len);
+  /* The line is done; more is 1 when the statement needs more lines, ok
+   * is 0 when it raised an error. */
+  void (*done)(void *data, int more, int ok);
   void *data;
 } repl_io_t;
 

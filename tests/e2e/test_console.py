@@ -726,6 +726,25 @@ class HeraldConsoleCommandTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout, '2\n1\t"two"\tnil\n')
 
+    def test_piped_errors_go_to_stderr_and_exit_1(self):
+        with Server() as srv:
+            r = srv.cli("console", "--socket", srv.socket,
+                        input='1+1\nerror("boom")\nx = = 1\n'
+                              'print("after")\n')
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertEqual(r.stdout, "2\nafter\n")
+            self.assertRegex(r.stderr, r"(?m)^console:1: boom$")
+            self.assertIn("stack traceback", r.stderr)
+            self.assertRegex(r.stderr, r"(?m)^console:1: .*near '='$")
+            # One error is enough, even before lines that succeed.
+            r = srv.cli("console", "--socket", srv.socket,
+                        input='error("x")\n1\n')
+            self.assertEqual((r.returncode, r.stdout), (1, "1\n"), r.stderr)
+            r = srv.cli("console", "--socket", srv.socket,
+                        input='print("fine")\n')
+            self.assertEqual((r.returncode, r.stdout, r.stderr),
+                             (0, "fine\n", ""))
+
 
 if __name__ == "__main__":
     unittest.main()
