@@ -15,6 +15,7 @@ static struct {
   int open;
   int busy;      /* a line is running: no prompt shown */
   int installed; /* libedit's handler is installed */
+  int more;      /* the last line left its statement unfinished */
 } con;
 
 /*
@@ -42,13 +43,19 @@ static void uninstall(void) {
   }
 }
 
+/* Ctrl-D or \q: the back end may keep the console open (it said why). */
+static void quit(void) {
+  if (!con.be.quit(con.be.ctx) && con.open)
+    install(con.more ? con.more_prompt : con.prompt);
+}
+
 static void on_line(char *line) {
   /* Called from inside libedit: leave it before evaluating. */
   uninstall();
   if (line == NULL) { /* Ctrl-D */
     fputc('\n', stdout);
     fflush(stdout);
-    con.be.quit(con.be.ctx);
+    quit();
     return;
   }
   if (line[0] != '\0') {
@@ -58,7 +65,7 @@ static void on_line(char *line) {
   }
   if (strcmp(line, "\\q") == 0) {
     free(line);
-    con.be.quit(con.be.ctx);
+    quit();
     return;
   }
   con.busy = 1;
@@ -156,6 +163,7 @@ int console_open(const console_backend_t *be, const char *name) {
   rl_parse_and_bind("bind ^S ed-search-next-history");
   con.open = 1;
   con.busy = 0;
+  con.more = 0;
   printf("Lua console of herald. \\help lists the functions, \\q or "
          "Ctrl-D leaves.\n");
   fflush(stdout);
@@ -183,6 +191,7 @@ void console_output(const char *text, size_t len) {
 
 void console_done(int more) {
   con.busy = 0;
+  con.more = more;
   if (con.open)
     install(more ? con.more_prompt : con.prompt);
 }
@@ -199,6 +208,7 @@ void console_interrupt(void) {
   uninstall();
   fputs("^C\n", stdout);
   fflush(stdout);
+  con.more = 0; /* the unfinished statement is forgotten too */
   con.be.interrupt(con.be.ctx);
   install(con.prompt);
 }

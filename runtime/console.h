@@ -23,8 +23,9 @@ typedef struct console_backend {
    * malloc'ed strings, each text followed by what Tab may add, or NULL.
    * Items that do not start with text are dropped. */
   char **(*complete)(void *ctx, const char *text);
-  /* Ctrl-D or \q. */
-  void (*quit)(void *ctx);
+  /* Ctrl-D or \q. Returns 1 when the console ends, 0 to stay: the back
+   * end has printed why (console_output), and the prompt shows again. */
+  int (*quit)(void *ctx);
   /* Whether stdin should be watched (0 while a line runs). */
   void (*want_input)(void *ctx, int on);
   void *ctx;

@@ -165,9 +165,10 @@ static void be_interrupt(void *ctx) {
   send_frame("interrupt", NULL, NULL);
 }
 
-static void be_quit(void *ctx) {
+static int be_quit(void *ctx) {
   (void)ctx;
   cc.quit = 1;
+  return 1;
 }
 
 static void be_want_input(void *ctx, int on) {

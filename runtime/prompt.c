@@ -1,6 +1,7 @@
 #include "prompt.h"
 
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@ static struct {
   uv_poll_t poll;
   int stdin_flags;
   int active;
+  int quit_asked; /* the last key was a quit refused for the sessions */
 } pr;
 
 static void on_stdin(uv_poll_t *h, int status, int events) {
@@ -38,11 +40,13 @@ static void want_input(void *ctx, int on) {
 
 static void eval(void *ctx, const char *line) {
   (void)ctx;
+  pr.quit_asked = 0;
   repl_eval(pr.repl, line);
 }
 
 static void interrupt(void *ctx) {
   (void)ctx;
+  pr.quit_asked = 0;
   if (repl_interrupt(pr.repl) == 0 && pr.active)
     console_output("(\\q or Ctrl-D stops the server)", 31);
 }
@@ -52,10 +56,39 @@ static char **complete(void *ctx, const char *text) {
   return repl_complete(pr.repl, text);
 }
 
-static void quit(void *ctx) {
+/* Sessions with a connection (a postponed one has none). */
+static size_t connected_sessions(void) {
+  session_table_t *t = server_sessions(pr.srv);
+  session_t *const *all = session_all(t);
+  size_t n = 0, count = session_count(t);
+  for (size_t i = 0; i < count; i++)
+    if (all[i]->conn != NULL && !all[i]->closing)
+      n++;
+  return n;
+}
+
+/*
+ * Stopping the server drops everyone connected: as a shell with running
+ * jobs, the first Ctrl-D or \q only says so, and a second one in a row
+ * (no line, no Ctrl-C between) stops it.
+ */
+static int quit(void *ctx) {
+  size_t n;
   (void)ctx;
+  if (!pr.quit_asked && (n = connected_sessions()) > 0) {
+    char text[160];
+    int len = snprintf(text, sizeof(text),
+                       "%zu %s connected; Ctrl-D again (or \\q) stops the "
+                       "server and drops %s", n,
+                       n == 1 ? "session is" : "sessions are",
+                       n == 1 ? "it" : "them");
+    pr.quit_asked = 1;
+    console_output(text, (size_t)len);
+    return 0;
+  }
   log_info("console closed: stopping the server");
   server_shutdown(pr.srv);
+  return 1;
 }
 
 static void repl_print(void *data, const char *text, size_t len) {
@@ -97,6 +130,7 @@ int prompt_start(server_t *srv) {
    * when told the terminal is readable, and expects a blocking read. */
   fcntl(STDIN_FILENO, F_SETFL, pr.stdin_flags);
   pr.active = 1;
+  pr.quit_asked = 0;
   log_set_writer(log_line, NULL);
   server_on_sigint(srv, on_sigint, NULL);
   console_open(&be, "herald");

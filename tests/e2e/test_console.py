@@ -691,6 +691,45 @@ class ServePromptTest(ConsoleBehaviour, unittest.TestCase):
         super().test_backslash_q_leaves()
         self.assertServerGone()
 
+    def test_ctrl_d_asks_once_when_sessions_are_connected(self):
+        pane = self.console()
+        w = self.wire("alice")
+        since = pane.mark()
+        pane.keys("C-d")
+        pane.wait(r"^1 session is connected; Ctrl-D again \(or \\q\) "
+                  r"stops the server and drops it$", since)
+        pane.wait_last(PROMPT)
+        w.send({"type": "ping"})
+        w.recv_type("pong", timeout=5)
+        # Not twice in a row: a line in between asks again.
+        self.assertEqual(pane.run("1 + 1"), "2")
+        self.wire("bob")
+        since = pane.mark()
+        pane.keys("C-d")
+        pane.wait(r"^2 sessions are connected; Ctrl-D again \(or \\q\) "
+                  r"stops the server and drops them$", since)
+        pane.wait_last(PROMPT)
+        self.assertNotRegex(pane.text(), r"(?m)^EXIT=")
+        since = pane.mark()
+        pane.keys("C-d")
+        self.assertEqual(self.leave_status(pane, since), 0, pane.text())
+        self.assertServerGone()
+
+    def test_backslash_q_asks_once_when_sessions_are_connected(self):
+        pane = self.console()
+        self.wire("alice")
+        since = pane.mark()
+        pane.send("\\q")
+        pane.keys("Enter")
+        pane.wait(r"^1 session is connected; Ctrl-D again \(or \\q\) "
+                  r"stops the server and drops it$", since)
+        pane.wait_last(PROMPT)
+        since = pane.mark()
+        pane.send("\\q")
+        pane.keys("Enter")
+        self.assertEqual(self.leave_status(pane, since), 0, pane.text())
+        self.assertServerGone()
+
     def log_text(self):
         return self.pane.text()
 
