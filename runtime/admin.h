@@ -8,9 +8,9 @@
  * The frames are JSON lines, like the wire protocol:
  *   client: {"type":"run","name":N,"source":S,"args":[...]}
  *           {"type":"eval","line":L}
- *   server: {"type":"print","text":T}
+ *   server: {"type":"print","text":T[,"error":true]}
  *           {"type":"exit","status":0|1,"error":E}   (end of a run)
- *           {"type":"done","text":T,"ok":B,"more":B} (end of an eval)
+ *           {"type":"done","more":B,"ok":B}          (end of an eval)
  */
 #ifndef HERALD_ADMIN_H
 #define HERALD_ADMIN_H
