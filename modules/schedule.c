@@ -3,6 +3,7 @@
 #include <lauxlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "clock.h"
 #include "process.h"
 #include "sched.h"
@@ -139,6 +140,7 @@ static int l_schedule(lua_State *L) {
     spec.fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   id = sched_add(s, &spec, err, sizeof(err));
+  audit_job(s, "schedule", id, id > 0, err);
   if (id < 0)
     return luaL_error(L, "schedule: %s", err);
   lua_pushinteger(L, id);
@@ -149,6 +151,7 @@ static int l_schedule(lua_State *L) {
 static int l_unschedule(lua_State *L) {
   lua_Integer id = luaL_checkinteger(L, 1);
   refuse_methods(L, "unschedule");
+  audit_job(sched_up(L), "unschedule", id, -1, NULL); /* before: its name */
   lua_pushboolean(L, id > 0 && id <= 0x7fffffff &&
                          sched_remove(sched_up(L), (int)id));
   return 1;
@@ -161,6 +164,7 @@ static int l_run_job(lua_State *L) {
   refuse_methods(L, "run_job");
   lua_pushboolean(L, id > 0 && id <= 0x7fffffff &&
                          sched_run_now(sched_up(L), (int)id));
+  audit_job(sched_up(L), "run_job", id, lua_toboolean(L, -1), NULL);
   return 1;
 }
 

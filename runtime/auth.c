@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "clock.h"
 #include "log.h"
 #include "users.h"
@@ -227,6 +228,10 @@ static void conclude(auth_login_t *l) {
            : l->missing        ? "no password"
                                : "wrong password",
            failures, delay);
+  audit_record_remote(l->ip, "login_failed", l->name,
+                      l->hash[0] == '\0' ? "no such user"
+                      : l->missing        ? "no password"
+                                          : "wrong password", "refused");
   wait_ms = l->started_ms + (int64_t)(delay * 1000) - clock_mono_ms();
   uv_timer_start(&l->timer, answer_refusal, wait_ms > 0 ? (uint64_t)wait_ms
                                                         : 0, 0);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "auditcmd.h"
 #include "callcmd.h"
 #include "certcmd.h"
 #include "client.h"
@@ -22,6 +23,7 @@ static const char usage[] =
     "  serve     run the server (with a Lua console on a terminal)\n"
     "  console   attach a Lua console to a running server\n"
     "  run       run a Lua script on the running server (or --local)\n"
+    "  audit     print the running server's audit log\n"
     "  client    connect as a remote user and show messages as alerts\n"
     "  call      call a server method and print its result as JSON\n"
     "  user      add, remove or list the users who may log in\n"
@@ -46,7 +48,7 @@ static int version_main(int argc, char **argv) {
 
 static const command_t commands[] = {
     {"serve", serve_main},   {"console", consolecmd_main},
-    {"run", runcmd_main},
+    {"run", runcmd_main},    {"audit", auditcmd_main},
     {"client", client_main}, {"call", callcmd_main},
     {"user", usercmd_main},  {"cert", certcmd_main},
     {"version", version_main},

@@ -6,7 +6,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../modules/audit.h"
 #include "admin.h"
+#include "audit.h"
 #include "config.h"
 #include "herald.h"
 #include "log.h"
@@ -171,6 +173,7 @@ int serve_main(int argc, char **argv) {
       goto done;
     }
   }
+  audit_init(state, cfg.audit_keep_days, server_sessions(srv));
   herald_open(vm_state(vm), srv);
   scheduler = sched_new(loop, vm_state(vm), &cfg, err, sizeof(err));
   if (scheduler == NULL) {
@@ -181,6 +184,7 @@ int serve_main(int argc, char **argv) {
   if (state != NULL)
     sched_use_state(scheduler, state);
   schedule_open(vm_state(vm), scheduler);
+  audit_open(vm_state(vm));
   process_init(loop, vm_state(vm));
   process_set_limits(cfg.max_blocking);
   vm_seal(vm_state(vm)); /* after every native and guard is in place */
