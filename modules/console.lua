@@ -88,6 +88,8 @@ local NATIVES = {
   { "schedule(spec, script_or_function)", "schedule a job; returns its ID" },
   { "unschedule(id) / run_job(id)", "remove a job / run it now" },
   { "get_schedule()", "the jobs: nextRun, lastRun, lastResult, running" },
+  { "audit_log([queryString, ...])",
+    "who sent, dropped, rejected, scheduled; newest first" },
   { "sessions()", "the sessions, printed as a table" },
   { "processes()", "the running processes, printed as a table" },
 }

@@ -491,7 +491,7 @@ int state_each_audit(state_t *st, int64_t since_ms, state_audit_fn fn,
   sqlite3_stmt *q;
   int rc;
   if (sqlite3_prepare_v2(st->db, "SELECT * FROM audit WHERE time_ms >= ?1 "
-                         "ORDER BY id DESC", -1, &q, NULL) != SQLITE_OK)
+                         "ORDER BY time_ms DESC, id DESC", -1, &q, NULL) != SQLITE_OK)
     return -1;
   sqlite3_bind_int64(q, 1, since_ms);
   while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
