@@ -39,8 +39,9 @@ static void call_usage(void) {
     "without one), else the first line of stdin with --password-stdin.\n"
     "\n"
     "Exit status: 0 success, 1 the method failed or the server refused (a\n"
-    "wrong password too), 2 usage error, server unreachable, or TLS failed\n"
-    "(the certificate, or TLS on one side only).\n");
+    "wrong password too), 2 usage error, server unreachable, TLS failed\n"
+    "(the certificate, or TLS on one side only), or the server restarting\n"
+    "before the result came (the call may or may not have run).\n");
 }
 
 /*
@@ -84,15 +85,18 @@ static int push_args(peer_t *p, int n, char **args) {
 /*
  * Waits for the result of call 1, answering pings. Messages that arrive
  * meanwhile are not acknowledged: nobody has seen them. Returns the exit
- * status; prints the value or the error.
+ * status; prints the value or the error. A `reconnect` (the server
+ * stopping to restart) before the result is status 2: the call may have
+ * run, or been ended half-way, or not have started.
  */
 static int call_wait(peer_t *p, const char *method, double timeout) {
   lua_State *L = peer_lua(p);
   int top = lua_gettop(L);
   int64_t deadline = peer_now_ms() + (int64_t)(timeout * 1000);
-  char err[256];
+  char err[256], clean[2048], clean2[2048];
   for (;;) {
     const char *a, *b;
+    double after;
     long long id;
     int rc = peer_read_frame(p, deadline, err, sizeof(err)), ok;
     if (rc == PEER_RD_TIMEOUT) {
@@ -137,16 +141,26 @@ static int call_wait(peer_t *p, const char *method, double timeout) {
       }
       fflush(stdout);
       return 0;
+    } else if (peer_field_is(L, -1, "type", "reconnect")) {
+      if (!peer_field_num(L, -1, "after", &after) || !(after >= 0) ||
+          after > 3600)
+        after = 1;
+      fprintf(stderr, "herald: call %s: the server is restarting and sent "
+              "no result: the call may or may not have run; try again in "
+              "%g s\n", method, after);
+      return 2;
     } else if (peer_field_is(L, -1, "type", "drop")) {
       a = peer_field_str(L, -1, "reason");
       fprintf(stderr, "herald: call %s: dropped by the server: %s\n", method,
-              a ? a : "no reason given");
+              a && a[0] ? peer_clean(a, clean, sizeof(clean))
+                        : "no reason given");
       return 1;
     } else if (peer_field_is(L, -1, "type", "error")) {
       a = peer_field_str(L, -1, "code");
       b = peer_field_str(L, -1, "message");
-      fprintf(stderr, "herald: call %s: %s: %s\n", method, a ? a : "unknown",
-              b ? b : "no message");
+      fprintf(stderr, "herald: call %s: %s: %s\n", method,
+              a ? peer_clean(a, clean, sizeof(clean)) : "unknown",
+              b ? peer_clean(b, clean2, sizeof(clean2)) : "no message");
       return 1;
     }
     lua_settop(L, top);

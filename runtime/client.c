@@ -1,7 +1,8 @@
 /*
  * client: `herald client`, the remote user's side of herald: shows each
  * message from the server as an alert in the terminal, and reconnects,
- * resuming its session, when the connection is lost.
+ * resuming its session, when the connection is lost or the server says
+ * it is restarting.
  */
 #include "client.h"
 
@@ -28,6 +29,12 @@
 #define LOST_HEARTBEATS 3            /* silence that means a lost server */
 #define BACKOFF_START_MS 500
 #define BACKOFF_CAP_MS 10000
+/* The longest wait a `reconnect` may ask for, in seconds, and the one
+ * used when its `after` is missing or not a number. */
+#define RESTART_AFTER_MAX 3600
+#define RESTART_AFTER_DEFAULT 1
+/* Server text in a status line: a reason of 1024 bytes, cleaned. */
+#define REASON_MAX 2048
 /*
  * Message ids remembered for de-duplication. A resume re-sends at most the
  * session's pending messages (max_pending, 1024 by default), so 4096 ids
@@ -42,6 +49,8 @@ typedef struct client {
   peer_t *p;
   int json, once, notify, retry, utf8;
   double give_up;
+  double restart_after; /* the last `reconnect`'s wait, in seconds */
+  char restart_reason[REASON_MAX];
   long long seen[SEEN_MAX]; /* ring of ids shown in this session */
   size_t seen_n, seen_next;
   pid_t kids[MAX_KIDS];
@@ -222,14 +231,20 @@ static int on_message(client_t *c, char *err, size_t errlen) {
   return fresh;
 }
 
+/* client_session's and on_frame's results besides 0 and -1 */
+enum { SESSION_EXIT = 1, SESSION_RESTART = 2 };
+
 /*
- * Handles the frame on top of the stack (left there). Returns 1 when the
- * client must exit with *status, 0 to go on, -1 when the connection is
- * lost (err says why).
+ * Handles the frame on top of the stack (left there). Returns
+ * SESSION_EXIT when the client must exit with *status, SESSION_RESTART
+ * when the server is stopping to restart (c->restart_after says when to
+ * come back), 0 to go on, -1 when the connection is lost (err says why).
  */
 static int on_frame(client_t *c, int *status, char *err, size_t errlen) {
   lua_State *L = peer_lua(c->p);
   const char *type = peer_field_str(L, -1, "type"), *a, *b;
+  char clean[REASON_MAX], clean2[REASON_MAX];
+  double after;
   int rc;
   if (type == NULL) return 0;
   if (strcmp(type, "ping") == 0)
@@ -240,31 +255,44 @@ static int on_frame(client_t *c, int *status, char *err, size_t errlen) {
     if (rc == 1 && c->once) {
       peer_send_simple(c->p, "bye", err, errlen);
       *status = 0;
-      return 1;
+      return SESSION_EXIT;
     }
     return 0;
+  }
+  if (strcmp(type, "reconnect") == 0) {
+    /* The session is kept across the restart: not a failure. */
+    if (!peer_field_num(L, -1, "after", &after) || after < 0)
+      after = RESTART_AFTER_DEFAULT;
+    if (after > RESTART_AFTER_MAX) after = RESTART_AFTER_MAX;
+    c->restart_after = after;
+    a = peer_field_str(L, -1, "reason");
+    peer_clean(a ? a : "", c->restart_reason, sizeof(c->restart_reason));
+    return SESSION_RESTART;
   }
   if (strcmp(type, "drop") == 0) {
     a = peer_field_str(L, -1, "reason");
     fprintf(stderr, "herald: dropped by the server: %s\n",
-            a ? a : "no reason given");
+            a && a[0] ? peer_clean(a, clean, sizeof(clean))
+                      : "no reason given");
     *status = 1;
-    return 1;
+    return SESSION_EXIT;
   }
   if (strcmp(type, "error") == 0 && !c->json) {
     a = peer_field_str(L, -1, "code");
     b = peer_field_str(L, -1, "message");
     fprintf(stderr, "herald: the server reports an error: %s: %s\n",
-            a ? a : "unknown", b ? b : "no message");
+            a ? peer_clean(a, clean, sizeof(clean)) : "unknown",
+            b ? peer_clean(b, clean2, sizeof(clean2)) : "no message");
   }
   return 0;
 }
 
 /*
  * Runs one connected session: answers pings, shows messages, pings a
- * quiet server every heartbeat. Returns 1 with *status when the client
- * must exit, -1 when the connection is lost (err says why). The caller
- * closes the connection.
+ * quiet server every heartbeat. Returns SESSION_EXIT with *status when
+ * the client must exit, SESSION_RESTART when the server restarts, -1 when
+ * the connection is lost (err says why). The caller closes the
+ * connection.
  */
 static int client_session(client_t *c, int *status, char *err,
                           size_t errlen) {
@@ -291,7 +319,7 @@ static int client_session(client_t *c, int *status, char *err,
     if (rc == PEER_RD_SIGNAL) {
       peer_send_simple(p, "bye", err, errlen);
       *status = 0;
-      return 1;
+      return SESSION_EXIT;
     }
     if (rc != PEER_RD_FRAME) return -1;
     rc = on_frame(c, status, err, errlen);
@@ -309,10 +337,20 @@ static int64_t backoff_ms(int attempt) {
   return (int64_t)((double)d * (0.75 + 0.5 * drand48()));
 }
 
-/* Says which session the client now has, after a successful handshake. */
-static void announce(client_t *c, int had_session, const char *old_sid) {
+/* Says which session the client now has, after a successful handshake
+ * (`restarted`: the first since the server said it was restarting). */
+static void announce(client_t *c, int had_session, const char *old_sid,
+                     int restarted) {
   char a[32], b[32];
-  if (!had_session)
+  if (restarted && strcmp(old_sid, peer_sid(c->p)) == 0)
+    fprintf(info(c), "herald: reconnected to %s (session resumed)\n",
+            peer_addr(c->p));
+  else if (restarted)
+    fprintf(info(c), "herald: reconnected to %s (new session %s: the server "
+            "no longer had session %s)\n", peer_addr(c->p),
+            short_id(c, peer_sid(c->p), b, sizeof(b)),
+            short_id(c, old_sid, a, sizeof(a)));
+  else if (!had_session)
     fprintf(info(c), "connected to %s as %s (session %s)\n", peer_addr(c->p),
             peer_user(c->p), short_id(c, peer_sid(c->p), a, sizeof(a)));
   else if (strcmp(old_sid, peer_sid(c->p)) == 0)
@@ -333,6 +371,7 @@ static void announce(client_t *c, int had_session, const char *old_sid) {
 static int client_run(client_t *c) {
   char err[256], code[64], old_sid[PEER_SID_MAX];
   int attempt = 0, had_session = 0, connected_once = 0, status = 0;
+  int restarting = 0; /* the server said so; not back yet */
   int64_t outage = -1; /* when the current outage began */
 
   for (;;) {
@@ -366,16 +405,40 @@ static int client_run(client_t *c) {
       return 1;
     }
     if (rc == PEER_HS_OK) {
-      announce(c, had_session, old_sid);
+      announce(c, had_session, old_sid, restarting);
+      /* Ids are unique per session: a resumed session, even across a
+       * server restart, keeps the ids shown, and a message re-sent after
+       * it is not shown again. */
       if (!had_session || strcmp(old_sid, peer_sid(c->p)) != 0)
-        c->seen_n = c->seen_next = 0; /* ids are only unique per session */
+        c->seen_n = c->seen_next = 0;
       had_session = connected_once = 1;
-      attempt = 0;
+      attempt = restarting = 0;
       rc = client_session(c, &status, err, sizeof(err));
       peer_close(c->p);
-      if (rc > 0) return status;
-      lost = 1;
+      if (rc == SESSION_EXIT) return status;
       outage = peer_now_ms();
+      if (rc == SESSION_RESTART) {
+        /* Come back after the wait asked for, plus up to 50% at random so
+         * that the clients of a big server do not all return at once;
+         * then, while the server is not back, the usual backoff. */
+        restarting = 1;
+        delay = (int64_t)(c->restart_after * 1000 *
+                          (1 + 0.5 * drand48()));
+        if (c->give_up > 0 && delay > (int64_t)(c->give_up * 1000))
+          delay = (int64_t)(c->give_up * 1000);
+        if (c->restart_reason[0] != '\0' &&
+            strcmp(c->restart_reason, "server restarting") != 0)
+          fprintf(stderr, "herald: the server is restarting (%s); "
+                  "reconnecting in %.1f s\n", c->restart_reason,
+                  (double)delay / 1000);
+        else
+          fprintf(stderr, "herald: the server is restarting; reconnecting "
+                  "in %.1f s\n", (double)delay / 1000);
+        if (peer_wait_fd(-1, 0, outage + delay, 1) == PEER_WAIT_SIGNAL)
+          return 0;
+        continue;
+      }
+      lost = 1;
     } else if (!connected_once && !c->retry) {
       fprintf(stderr, "herald: cannot connect to %s: %s\n", peer_addr(c->p),
               err);
@@ -440,7 +503,9 @@ static void client_usage(void) {
     "typed on the terminal (asked once, when the server refuses the hello\n"
     "without one), else the first line of stdin with --password-stdin.\n"
     "\n"
-    "The client reconnects by itself and resumes its session. Exit status:\n"
+    "The client reconnects by itself and resumes its session, also when\n"
+    "the server restarts (it says so, and the client comes back after the\n"
+    "time it asks for); a message is never shown twice. Exit status:\n"
     "0 interrupted or --once done, 1 dropped or refused by the server (a\n"
     "wrong password too), 2 usage error, server unreachable at start, or\n"
     "TLS failed (the certificate, or TLS on one side only).\n");

@@ -339,9 +339,56 @@ int peer_field_int(lua_State *L, int idx, const char *key, long long *out) {
   return ok;
 }
 
+int peer_field_num(lua_State *L, int idx, const char *key, double *out) {
+  int ok = 0;
+  lua_getfield(L, idx, key);
+  if (lua_type(L, -1) == LUA_TNUMBER) {
+    *out = (double)lua_tonumber(L, -1);
+    ok = *out == *out; /* not NaN */
+  }
+  lua_pop(L, 1);
+  return ok;
+}
+
 int peer_field_is(lua_State *L, int idx, const char *key, const char *v) {
   const char *s = peer_field_str(L, idx, key);
   return s != NULL && strcmp(s, v) == 0;
+}
+
+const char *peer_clean(const char *s, char *out, size_t outlen) {
+  const unsigned char *u = (const unsigned char *)s;
+  size_t i = 0, k = 0;
+  if (outlen == 0) return out;
+  while (u[i] != '\0') {
+    unsigned c = u[i], len = 1, cp = c, min = 0;
+    int ok = 1;
+    if (c >= 0x80) {
+      if ((c & 0xe0) == 0xc0) len = 2, cp = c & 0x1f, min = 0x80;
+      else if ((c & 0xf0) == 0xe0) len = 3, cp = c & 0x0f, min = 0x800;
+      else if ((c & 0xf8) == 0xf0) len = 4, cp = c & 0x07, min = 0x10000;
+      else ok = 0;
+      for (unsigned j = 1; ok && j < len; j++) {
+        if ((u[i + j] & 0xc0) != 0x80) ok = 0;
+        else cp = cp << 6 | (u[i + j] & 0x3f);
+      }
+      if (ok && (cp < min || cp > 0x10ffff ||
+                 (cp >= 0xd800 && cp <= 0xdfff)))
+        ok = 0;
+    }
+    if (!ok) len = 1;
+    /* C0, DEL and C1 controls, and bytes that are not UTF-8 */
+    if (!ok || cp < 0x20 || (cp >= 0x7f && cp <= 0x9f)) {
+      if (k + 1 >= outlen) break;
+      out[k++] = '?';
+    } else {
+      if (k + len >= outlen) break;
+      memcpy(out + k, u + i, len);
+      k += len;
+    }
+    i += len;
+  }
+  out[k] = '\0';
+  return out;
 }
 
 void peer_frame_new(lua_State *L, const char *type) {
@@ -847,6 +894,13 @@ int peer_handshake(peer_t *p, int resume, char *code, size_t codelen,
     }
     if (peer_field_is(L, -1, "type", "welcome")) {
       rc = take_welcome(p, err, errlen);
+      break;
+    }
+    if (peer_field_is(L, -1, "type", "reconnect")) {
+      /* a server stopping for a restart, before it answered: as good as
+       * a refused connection, worth the usual retries */
+      snprintf(err, errlen, "the server is restarting");
+      rc = PEER_HS_FAILED;
       break;
     }
     if (peer_field_is(L, -1, "type", "error")) {

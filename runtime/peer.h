@@ -128,8 +128,10 @@ const char *peer_user(const peer_t *p);
  * PEER_HS_REFUSED: the server answered `error`; code holds its code and
  * err "code: message". PEER_HS_FAILED: err says why the connection
  * failed. PEER_HS_TLS: as for peer_login. PEER_HS_SIGNAL: interrupted.
- * The hello carries p's password unless it resumes. The connection is
- * closed on every result but PEER_HS_OK.
+ * A `reconnect` before the welcome (the server stopping for a restart)
+ * is PEER_HS_FAILED, err "the server is restarting". The hello carries
+ * p's password unless it resumes. The connection is closed on every
+ * result but PEER_HS_OK.
  */
 int peer_handshake(peer_t *p, int resume, char *code, size_t codelen,
                    char *err, size_t errlen);
@@ -205,8 +207,20 @@ const char *peer_field_str(lua_State *L, int idx, const char *key);
 /* Field `key` of the table at idx as an integer (cjson 2.1.0 decodes
  * every number as a float). Returns 1 and sets *out, or 0. */
 int peer_field_int(lua_State *L, int idx, const char *key, long long *out);
+/* Field `key` of the table at idx as a number (not NaN). Returns 1 and
+ * sets *out, or 0. */
+int peer_field_num(lua_State *L, int idx, const char *key, double *out);
 /* Is field `key` of the table at idx the string v? */
 int peer_field_is(lua_State *L, int idx, const char *key, const char *v);
+
+/*
+ * Copies text from the server (a drop's reason, an error's message) into
+ * out, outlen bytes at most (cut on a character's boundary), with each
+ * control character (C0, DEL, C1) and each byte that is not UTF-8 as '?':
+ * the line it goes in stays one line and cannot drive the terminal.
+ * Returns out.
+ */
+const char *peer_clean(const char *s, char *out, size_t outlen);
 
 /* Pushes a new frame table {type = type}; the next two set its fields. */
 void peer_frame_new(lua_State *L, const char *type);
