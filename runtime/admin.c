@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <lauxlib.h>
 #include <libgen.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,7 @@ typedef struct admin_client {
   conn_t *conn;
   int process;   /* the running script's number, or 0 */
   repl_t *repl;  /* a console's evaluation, made on its first line */
+  char name[64]; /* "console:OSUSER", who connected (SO_PEERCRED) */
   struct admin_client *prev, *next;
 } admin_client_t;
 
@@ -224,7 +226,7 @@ static void console_frame(admin_client_t *ac, const char *type) {
   const char *text;
 
   if (ac->repl == NULL) {
-    repl_io_t io = {send_print, send_error, console_done, ac};
+    repl_io_t io = {send_print, send_error, console_done, ac, ac->name};
     ac->repl = repl_new(L, &io);
     if (ac->repl == NULL) {
       send_exit(ac, 1, "the server cannot open a console now");
@@ -329,6 +331,16 @@ static void on_admin_close(conn_t *c) {
 static const conn_handler_t admin_handler = {
     on_admin_line, on_admin_too_large, NULL, NULL, on_admin_close};
 
+/* "console:NAME" for the user uid, as its lines are named (and audited). */
+static void console_name(admin_client_t *ac, uid_t uid) {
+  struct passwd pw, *found = NULL;
+  char buf[1024];
+  if (getpwuid_r(uid, &pw, buf, sizeof(buf), &found) == 0 && found != NULL)
+    snprintf(ac->name, sizeof(ac->name), "console:%s", pw.pw_name);
+  else
+    snprintf(ac->name, sizeof(ac->name), "console:%u", (unsigned)uid);
+}
+
 /* Only the server's own user, or root, may drive it. */
 static int peer_allowed(conn_t *c, uid_t *uid) {
   struct ucred cred;
@@ -374,6 +386,7 @@ static void on_admin_connection(uv_stream_t *listener, int status) {
     conn_end(c);
     return;
   }
+  console_name(ac, uid);
   if (conn_start(c) < 0)
     conn_close(c);
 }

@@ -149,11 +149,10 @@ const char *audit_actor(char *out, size_t len) {
     snprintf(out, len, "job:%s", p->name);
     break;
   case PROCESS_EVAL:
-    /* A console line's process is named "console" (serve's own prompt,
-     * and, until the admin socket names the user behind it, `herald
-     * console`: the admin socket lets only the server's own user and root
-     * in), or "console:<os user>" when its front end names it; a `herald
-     * run` script's is named after the script. */
+    /* A console line's process is named "console" (serve's own prompt:
+     * the server's own user) or "console:<os user>" (`herald console`:
+     * the admin socket names who connected); a `herald run` script's is
+     * named after the script. */
     if (strcmp(p->name, "console") == 0)
       snprintf(out, len, "console:%s", own_user());
     else if (strncmp(p->name, "console:", 8) == 0)

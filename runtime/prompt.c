@@ -113,7 +113,8 @@ static void on_sigint(void *data) {
 }
 
 int prompt_start(server_t *srv) {
-  static const repl_io_t io = {repl_print, repl_print, repl_done, NULL};
+  static const repl_io_t io = {repl_print, repl_print, repl_done, NULL,
+                               NULL};
   console_backend_t be = {eval, interrupt, complete, quit, want_input, NULL};
 
   pr.srv = srv;

@@ -160,7 +160,7 @@ void repl_eval(repl_t *r, const char *line) {
   r->pending = NULL;
   memset(&opts, 0, sizeof(opts));
   opts.type = PROCESS_EVAL;
-  opts.name = "console";
+  opts.name = r->io.name != NULL ? r->io.name : "console";
   opts.on_print = on_line_print;
   opts.on_done = on_line_done;
   opts.data = r;

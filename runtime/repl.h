@@ -24,6 +24,9 @@ typedef struct repl_io {
    * is 0 when it raised an error. */
   void (*done)(void *data, int more, int ok);
   void *data;
+  /* Its lines' process name, which the audit log reads its actor from
+   * ("console:OSUSER"); NULL: "console". */
+  const char *name;
 } repl_io_t;
 
 repl_t *repl_new(lua_State *L, const repl_io_t *io);

@@ -591,7 +591,8 @@ class ConsoleBehaviour:
         pane = self.console()
         out = pane.run("processes()")
         self.assertRegex(out.split("\n")[0], r"^number +name +type +state")
-        self.assertRegex(out, r"(?m)^ *\d+ +console +console/script +"
+        # herald console's lines are named after who connected.
+        self.assertRegex(out, r"(?m)^ *\d+ +console(:\w+)? +console/script +"
                          r"executing ")
         self.assertRegex(out, r"(?m)^\d+ process(es)?$")
 
