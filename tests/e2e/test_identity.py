@@ -88,17 +88,21 @@ class Logins(IdentityTest):
 
     def test_every_refusal_says_the_same_and_costs_the_same(self):
         srv = self.with_users("auth_delay = 0\n")
-        timings = {}
-        for case, user, pw in (("wrong password", "marc", "nope"),
-                               ("unknown user", "nobody", "nope"),
-                               ("no password", "marc", None)):
-            w, frame, took = self.login(srv, user, pw)
-            self.assertEqual(frame, REFUSAL, case)
-            self.assertTrue(w.closed(), case)
-            timings[case] = took
-        # An unknown name is checked against a hash of the same cost.
-        self.assertGreater(timings["unknown user"],
-                           timings["wrong password"] * 0.4)
+        timings = {"wrong password": [], "unknown user": []}
+        self.login(srv, "marc", "warm-up")  # the pool's first threads
+        for _ in range(3):
+            for case, user, pw in (("wrong password", "marc", "nope"),
+                                   ("unknown user", "nobody", "nope"),
+                                   ("no password", "marc", None)):
+                w, frame, took = self.login(srv, user, pw)
+                self.assertEqual(frame, REFUSAL, case)
+                self.assertTrue(w.closed(), case)
+                timings.setdefault(case, []).append(took)
+        # An unknown name is checked against a hash of the same cost: its
+        # answer never comes much sooner than a wrong password's.
+        median = {k: sorted(v)[1] for k, v in timings.items()}
+        self.assertGreater(median["unknown user"],
+                           median["wrong password"] * 0.3, timings)
         srv.wait_log(r"login failed: nobody from 127\.0\.0\.1 \(no such "
                      r"user")
         srv.wait_log(r"login failed: marc from 127\.0\.0\.1 \(wrong "

@@ -247,7 +247,10 @@ class FakeServerTest(unittest.TestCase):
         why = f"the server on it runs as uid {OTHER}, not you ({ME})"
         self.assertRefused(self.run_script(), "run", self.path, why)
         self.assertRefused(self.console(), "console", self.path, why)
-        self.assertEqual(fake.wait_handled(2), 2)
+        # Both connected (their refusal names the listener's uid), and
+        # neither sent a byte. How fast the fake sees each close is not
+        # the point (a sanitizer build may take seconds to exit).
+        self.assertGreaterEqual(fake.wait_handled(2), 1)
         self.assertEqual(fake.received, b"")
 
 
