@@ -1022,14 +1022,17 @@ static int check_pw(peer_t *p, const char *from, char *err, size_t errlen) {
 static int ask_pw(peer_t *p, char *err, size_t errlen) {
   struct termios saved, quiet;
   int tty = tcgetattr(STDIN_FILENO, &saved) == 0, r;
-  fprintf(stderr, "Password for %s: ", p->user);
-  fflush(stderr);
+  /* Echo off, and what was typed before dropped, before the prompt shows:
+   * flushed after it, a password typed as soon as the prompt appears
+   * would be lost, and the wait for it would never end. */
   if (tty) {
     quiet = saved;
     quiet.c_lflag &= ~(tcflag_t)ECHO;
     quiet.c_lflag |= ECHONL;
     tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
   }
+  fprintf(stderr, "Password for %s: ", p->user);
+  fflush(stderr);
   r = read_pw_line(p, STDIN_FILENO, 1);
   if (tty) tcsetattr(STDIN_FILENO, TCSANOW, &saved);
   if (r != LINE_OK) fputc('\n', stderr); /* no newline was typed */
