@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
 #include "proto.h"
 
@@ -11,7 +12,7 @@ int persist_session(state_t *st, const session_t *s) {
   state_session_t row = {
       s->id, s->persistent_id, s->token_hash, s->user_name, s->machine_name,
       s->system_user_name, s->host_type, s->ip, s->groups, s->authenticated,
-      s->created_ms, s->first_msg_id, "", s->first_msg_id - 1};
+      s->created_ms, s->first_msg_id, "", s->first_msg_id - 1, 0};
   return state_put_session(st, &row);
 }
 
@@ -106,6 +107,12 @@ static void on_session_row(void *data, const state_session_t *row) {
     return;
   }
   s->first_msg_id = row->first_msg_id;
+  /* A session that had already lost its client has only the rest of its
+   * resume_timeout, however many restarts come between. */
+  if (row->postponed_at > 0) {
+    int64_t away = clock_wall_ms() - row->postponed_at;
+    s->postponed_ms -= away > 0 ? away : 0;
+  }
   e = &r->all[r->count++];
   e->s = s;
   e->ids = parse_ids(row->pending, &e->nids);

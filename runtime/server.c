@@ -425,6 +425,8 @@ static void on_session_close(conn_t *c) {
     return;
   }
   s->postponed_ms = clock_mono_ms();
+  if (srv->state != NULL)
+    state_set_postponed(srv->state, s->id, clock_wall_ms());
   log_info("session %s (%s) postponed for %g s", s->id, s->user_name,
            srv->cfg->resume_timeout);
 }
@@ -466,6 +468,8 @@ static void attach(server_t *srv, session_t *s, conn_t *c) {
   conn_set_handler(c, &session_handler);
   conn_set_owner(c, s);
   s->conn = c;
+  if (s->postponed_ms != 0 && srv->state != NULL)
+    state_set_postponed(srv->state, s->id, 0);
   s->postponed_ms = 0;
   s->ping_sent = 0;
   s->last_heard_ms = s->last_user_ms = clock_mono_ms();
@@ -1087,6 +1091,9 @@ static void flush_state(server_t *srv) {
       persist_pending(srv->state, s, srv->last_msg_id);
       s->acks_unsaved = 0;
     }
+    /* Told to reconnect at a stop: its resume_timeout runs from now. */
+    if (srv->keeping && s->conn != NULL)
+      state_set_postponed(srv->state, s->id, clock_wall_ms());
     if (s->pend_count > 0 && session_pend_at(s, 0)->id < forget)
       forget = session_pend_at(s, 0)->id;
   }

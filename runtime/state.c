@@ -22,7 +22,8 @@ static const char schema_v1[] =
     "  host_type TEXT NOT NULL, ip TEXT NOT NULL, groups TEXT NOT NULL,"
     "  authenticated INTEGER NOT NULL, created_ms INTEGER NOT NULL,"
     "  first_msg_id INTEGER NOT NULL, pending TEXT NOT NULL DEFAULT '',"
-    "  pending_as_of INTEGER NOT NULL);"
+    "  pending_as_of INTEGER NOT NULL,"
+    "  postponed_at INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE messages("
     "  id INTEGER PRIMARY KEY, target TEXT, text TEXT NOT NULL,"
     "  sent_ms INTEGER NOT NULL, queued INTEGER NOT NULL DEFAULT 0,"
@@ -39,14 +40,16 @@ static const char schema_v1[] =
 
 /* The statements, prepared once. */
 enum {
-  S_PUT_SESSION, S_DEL_SESSION, S_SET_PENDING, S_PUT_MESSAGE, S_LAST_ID,
+  S_PUT_SESSION, S_DEL_SESSION, S_SET_PENDING, S_SET_POSTPONED,
+  S_PUT_MESSAGE, S_LAST_ID,
   S_SET_COUNTS, S_FORGET, S_PUT_JOB, S_PUT_AUDIT, S_PRUNE_AUDIT, S_COUNT
 };
 static const char *const sql[S_COUNT] = {
     "INSERT OR REPLACE INTO sessions VALUES"
-    "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)",
+    "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,0)",
     "DELETE FROM sessions WHERE id = ?1",
     "UPDATE sessions SET pending = ?2, pending_as_of = ?3 WHERE id = ?1",
+    "UPDATE sessions SET postponed_at = ?2 WHERE id = ?1",
     "INSERT OR REPLACE INTO messages VALUES(?1,?2,?3,?4,?5,?6,?7)",
     "UPDATE meta SET value = max(value, ?1) WHERE key = 'last_msg_id'",
     "UPDATE messages SET queued = ?2, delivered = ?3, acknowledged = ?4 "
@@ -201,18 +204,17 @@ state_t *state_open(const char *path, int full_durability, int fresh,
     goto fail;
   }
   sqlite3_busy_timeout(st->db, 2000);
-  snprintf(pragmas, sizeof(pragmas),
-           "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s;"
-           "PRAGMA foreign_keys = OFF;",
-           full_durability ? "FULL" : "NORMAL");
-  if (sqlite3_exec(st->db, pragmas, NULL, NULL, NULL) != SQLITE_OK) {
-    snprintf(err, errlen, "%s: not a herald state database (%s); move it "
-             "aside, or start with --fresh-state", path,
-             sqlite3_errmsg(st->db));
-    goto fail;
-  }
+  /* The schema first: a file to refuse is left as it was. */
   if (check_schema(st, err, errlen) < 0)
     goto fail;
+  snprintf(pragmas, sizeof(pragmas),
+           "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s;",
+           full_durability ? "FULL" : "NORMAL");
+  if (sqlite3_exec(st->db, pragmas, NULL, NULL, NULL) != SQLITE_OK) {
+    snprintf(err, errlen, "%s: %s; move it aside, or start with "
+             "--fresh-state", path, sqlite3_errmsg(st->db));
+    goto fail;
+  }
   for (int i = 0; i < S_COUNT; i++) {
     if (sqlite3_prepare_v3(st->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT,
                            &st->stmt[i], NULL) != SQLITE_OK) {
@@ -357,6 +359,15 @@ void state_set_pending(state_t *st, const char *id, const char *pending,
   run(st, S_SET_PENDING);
 }
 
+void state_set_postponed(state_t *st, const char *id, int64_t wall_ms) {
+  sqlite3_stmt *q = st->stmt[S_SET_POSTPONED];
+  if (begin(st) < 0)
+    return;
+  text(q, 1, id);
+  sqlite3_bind_int64(q, 2, wall_ms);
+  run(st, S_SET_POSTPONED);
+}
+
 void state_del_session(state_t *st, const char *id) {
   if (begin(st) < 0)
     return;
@@ -419,7 +430,8 @@ int state_each_session(state_t *st, state_session_fn fn, void *data) {
         col(q, 0), col(q, 1), col(q, 2), col(q, 3), col(q, 4), col(q, 5),
         col(q, 6), col(q, 7), col(q, 8), sqlite3_column_int(q, 9),
         sqlite3_column_int64(q, 10), sqlite3_column_int64(q, 11),
-        col(q, 12), sqlite3_column_int64(q, 13)};
+        col(q, 12), sqlite3_column_int64(q, 13),
+        sqlite3_column_int64(q, 14)};
     fn(data, &s);
   }
   sqlite3_finalize(q);

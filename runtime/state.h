@@ -35,6 +35,7 @@ typedef struct state_session {
   /* Pending messages: these ids, and every message for it above as_of. */
   const char *pending;  /* comma-separated ids */
   int64_t pending_as_of;
+  int64_t postponed_at; /* wall clock when it lost its client; 0: live */
 } state_session_t;
 
 typedef struct state_message {
@@ -76,6 +77,9 @@ int state_put_audit(state_t *st, const state_audit_t *a);
 void state_set_pending(state_t *st, const char *id, const char *pending,
                        int64_t as_of);
 void state_del_session(state_t *st, const char *id);
+/* When s lost its client (wall clock ms), or 0 when it has one again:
+ * its resume_timeout runs from there, across restarts. */
+void state_set_postponed(state_t *st, const char *id, int64_t wall_ms);
 void state_set_counts(state_t *st, int64_t id, long queued, long delivered,
                       long acknowledged);
 /* Forgets the messages below forget_below (no session owes an ack for

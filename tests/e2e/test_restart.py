@@ -543,6 +543,31 @@ class KillNine(RestartTest):
         self.assertGreater(c, b)
 
 
+    def test_a_postponed_session_keeps_only_the_rest_of_its_wait(self):
+        # Restarts must not keep alive, forever, a session no client will
+        # resume: its resume_timeout runs from when it lost its client.
+        conf = "resume_timeout = 3\n"
+        srv = self.start(config=conf)
+        port = srv.port
+        gone = srv.wire("Gone")
+        sid = gone.welcome["sessionID"]
+        gone.close()
+        srv.wait_log(r"\(Gone\) postponed")
+        time.sleep(2)  # two of its three seconds, before the restart
+        self.assertEqual(srv.stop(), 0)
+        srv = self.start(port=port, config=conf)
+        self.assertIn(sid, states(srv))
+        srv.wait_log(rf"session {sid} \(Gone\) expired", timeout=2.5)
+        self.assertNotIn(sid, states(srv))
+        # One told to reconnect at the stop waits its whole timeout.
+        live = srv.wire("Live")
+        lid = live.welcome["sessionID"]
+        self.assertEqual(srv.stop(), 0)
+        srv = self.start(port=port, config=conf)
+        time.sleep(1.5)
+        self.assertIn(lid, states(srv))
+
+
 # --- state files that cannot be used --------------------------------------
 
 class StateFile(RestartTest):
