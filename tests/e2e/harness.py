@@ -296,6 +296,39 @@ for _, id in ipairs(st.pending) do print(id) end
             "acknowledged": acked, "pending": out[1:]}
 
 
+def wait_until(predicate, timeout=5, interval=0.05, what="condition"):
+    """predicate()'s first true value within timeout (scaled by
+    HERALD_SLOW); fails otherwise."""
+    deadline = time.monotonic() + timeout * SLOW
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what}: not true within {timeout} s "
+                                 f"(last value {value!r})")
+        time.sleep(interval)
+
+
+def send(srv, text, sid=None):
+    """send_message_to_remote_user through `herald run`: (count, id)."""
+    target = f', "{sid}"' if sid is not None else ""
+    out = srv.lua(f'print(send_message_to_remote_user("{text}"{target}))')
+    count, msg_id = out.split()
+    return int(count), int(msg_id)
+
+
+def states(srv):
+    """{sessionID: (userName, state)} from get_process_activity."""
+    out = srv.lua("for _, s in ipairs(get_process_activity(SESSIONS_ONLY)"
+                  ".sessions) do print(s.ID, s.userName, s.state) end")
+    result = {}
+    for line in out.splitlines():
+        sid, user, state = line.split("\t")
+        result[sid] = (user, state)
+    return result
+
+
 class HeraldTest(unittest.TestCase):
     """Base class: self.server() starts a server stopped after the test."""
 

@@ -20,7 +20,7 @@ import threading
 import time
 
 from harness import (HERALD, SLOW, HeraldTest, Lines, Server, Wire,
-                     check_report, message_status)
+                     check_report, message_status, send, states, wait_until)
 
 ELLIPSIS = r"(?:\u2026|\.\.\.)"
 RESTARTING = (r"^herald: the server is restarting; reconnecting in "
@@ -28,38 +28,6 @@ RESTARTING = (r"^herald: the server is restarting; reconnecting in "
 
 
 # --- helpers --------------------------------------------------------------
-
-def wait_until(predicate, timeout=5, interval=0.05, what="condition"):
-    """predicate()'s first true value within timeout; fails otherwise."""
-    deadline = time.monotonic() + timeout * SLOW
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what}: not true within {timeout} s "
-                                 f"(last value {value!r})")
-        time.sleep(interval)
-
-
-def send(srv, text, sid=None):
-    """send_message_to_remote_user through `herald run`: (count, id)."""
-    target = f', "{sid}"' if sid is not None else ""
-    out = srv.lua(f'print(send_message_to_remote_user("{text}"{target}))')
-    count, msg_id = out.split()
-    return int(count), int(msg_id)
-
-
-def states(srv):
-    """{sessionID: (userName, state)} from get_process_activity."""
-    out = srv.lua("for _, s in ipairs(get_process_activity(SESSIONS_ONLY)"
-                  ".sessions) do print(s.ID, s.userName, s.state) end")
-    result = {}
-    for line in out.splitlines():
-        sid, user, state = line.split("\t")
-        result[sid] = (user, state)
-    return result
-
 
 def json_frames(out, type_):
     """The frames of type_ a `herald client --json` printed, in order."""

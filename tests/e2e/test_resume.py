@@ -14,7 +14,8 @@ import subprocess
 import threading
 import time
 
-from harness import HERALD, HeraldTest, Lines, Server, message_status
+from harness import (HERALD, HeraldTest, Lines, Server, message_status,
+                     send, states, wait_until)
 
 # The client abbreviates a session ID to 8 characters and an ellipsis
 # ("…" in a UTF-8 locale, "..." otherwise).
@@ -22,38 +23,6 @@ ELLIPSIS = r"(?:\u2026|\.\.\.)"
 
 
 # --- helpers --------------------------------------------------------------
-
-def wait_until(predicate, timeout=5, interval=0.05, what="condition"):
-    """predicate()'s first true value within timeout; fails otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what}: not true within {timeout} s "
-                                 f"(last value {value!r})")
-        time.sleep(interval)
-
-
-def send(srv, text, sid=None):
-    """send_message_to_remote_user from a script: (count, message id)."""
-    target = f', "{sid}"' if sid is not None else ""
-    out = srv.lua(f'print(send_message_to_remote_user("{text}"{target}))')
-    count, msg_id = out.split()
-    return int(count), int(msg_id)
-
-
-def states(srv):
-    """{sessionID: (userName, state)} from get_process_activity."""
-    out = srv.lua("for _, s in ipairs(get_process_activity(SESSIONS_ONLY)"
-                  ".sessions) do print(s.ID, s.userName, s.state) end")
-    result = {}
-    for line in out.splitlines():
-        sid, user, state = line.split("\t")
-        result[sid] = (user, state)
-    return result
-
 
 def state_of(srv, sid):
     """The state of session sid in the snapshot, None when it is gone."""
