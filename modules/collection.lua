@@ -10,7 +10,8 @@
 --   M.is(v)     true when v is a collection
 --
 -- Methods: query(queryString, ...), length(), first(), map(fn),
--- filter(fn), orderBy(path [, "asc"|"desc"]); query, map, filter and
+-- filter(fn), orderBy("path [asc|desc], ..." | path, "asc"|"desc" |
+-- {{propertyPath =, descending =}, ...}); query, map, filter and
 -- orderBy return new collections holding the same elements. query follows
 -- 4D's syntax (docs/lua-api.md); a malformed query raises
 -- `query: <what> at position <byte> in "<query>"`, blaming the caller.
@@ -527,20 +528,8 @@ function methods:filter(fn)
   return wrap(out)
 end
 
--- -1, 0 or 1 for two non-nil sort keys: by type name, then by value;
--- values of a type with no order (tables, functions) tie.
-local function compare(a, b)
-  local ta, tb = type(a), type(b)
-  if ta ~= tb then return ta < tb and -1 or 1 end
-  if ta == "boolean" then
-    if a == b then return 0 end
-    return a and 1 or -1
-  end
-  if ta ~= "number" and ta ~= "string" then return 0 end
-  if a < b then return -1 end
-  if b < a then return 1 end
-  return 0
-end
+-- The types orderBy can sort; values of two different ones cannot be compared.
+local SORTABLE = { number = true, string = true, boolean = true }
 
 -- A stable bottom-up merge sort of the indexes 1..n. Written in Lua because
 -- table.sort is neither stable nor yieldable from its comparator.
@@ -577,39 +566,161 @@ local function sorted_indexes(n, before)
   return src
 end
 
--- A new collection sorted by the attribute at path, "asc" (default) or
--- "desc"; stable; nil (and NaN) last in both directions; strings compared
--- case-insensitively.
-function methods:orderBy(path, dir)
+-- The helpers below return nil, an argument number (0: no argument is
+-- wrong, the values are) and a message instead of raising, so orderBy
+-- alone raises, blaming its caller.
+
+-- "a desc, b asc, c" -> criteria {path =, sign = 1 | -1}. Paths and
+-- keywords are separated by blanks; the keywords are asc and desc in any
+-- case.
+local function parse_spec(spec)
+  local crits = {}
+  for item in (spec .. ","):gmatch("(.-),") do
+    local words = {}
+    for w in item:gmatch("%S+") do words[#words + 1] = w end
+    if #words == 0 then
+      return nil, 1, format('empty attribute path in "%s"', spec)
+    end
+    local sign = 1
+    if #words >= 2 then
+      local d = lower(words[2])
+      if d == "desc" then
+        sign = -1
+      elseif d ~= "asc" then
+        return nil, 1, format('"asc" or "desc" expected after "%s", got "%s"',
+          words[1], words[2])
+      end
+    end
+    if #words > 2 then
+      return nil, 1, format('unexpected "%s" after "%s %s"', words[3],
+        words[1], words[2])
+    end
+    crits[#crits + 1] = { path = words[1], sign = sign }
+  end
+  return crits
+end
+
+-- {{propertyPath = "a", descending = true}, {propertyPath = "b"}} ->
+-- criteria, as 4D's orderBy(pathObjects).
+local function parse_objects(list)
+  local crits, n = {}, #list
+  if n == 0 then return nil, 1, "empty array of criteria" end
+  for i = 1, n do
+    local o = list[i]
+    if type(o) ~= "table" then
+      return nil, 1, format("criterion %d: table expected, got %s", i,
+        type(o))
+    end
+    local path, desc = o.propertyPath, o.descending
+    if type(path) ~= "string" then
+      return nil, 1, format("criterion %d: propertyPath: string expected, "
+        .. "got %s", i, type(path))
+    end
+    if desc ~= nil and type(desc) ~= "boolean" then
+      return nil, 1, format("criterion %d: descending: boolean expected, "
+        .. "got %s", i, type(desc))
+    end
+    crits[i] = { path = path, sign = desc and -1 or 1 }
+  end
+  return crits
+end
+
+-- The sort keys at path for the n elements of c (strings lowered, NaN as
+-- nil), or nil, 0 and why they cannot be sorted: no element has the path,
+-- or values of a type with no order, or of two types.
+local function sort_keys(c, n, path)
+  local get, keys = getter(split_path(path)), {}
+  local kind, first
+  for i = 1, n do
+    local k = get(c[i])
+    if k ~= k then k = nil end
+    if k ~= nil then
+      local t = type(k)
+      if not SORTABLE[t] then
+        return nil, 0, format('cannot sort by "%s": element %d holds a %s '
+          .. '(only numbers, strings and booleans sort)', path, i, t)
+      end
+      if kind == nil then
+        kind, first = t, i
+      elseif t ~= kind then
+        return nil, 0, format('cannot sort by "%s": element %d holds a %s, '
+          .. 'element %d a %s, which do not compare', path, first, kind, i, t)
+      end
+      if t == "string" then k = lower(k) end
+    end
+    keys[i] = k
+  end
+  if kind == nil and n > 0 then
+    return nil, 0, format('no element has "%s"', path)
+  end
+  return keys
+end
+
+-- A new collection sorted by one or more attribute paths, as 4D's orderBy:
+--   orderBy("a desc, b")              paths, each optionally asc or desc
+--   orderBy("a", "desc")              one path and its direction
+--   orderBy({{propertyPath = "a", descending = true}, {propertyPath = "b"}})
+-- Stable; strings compared case-insensitively; nil (and NaN) first
+-- ascending, last descending.
+function methods:orderBy(spec, dir)
   if not is(self) then bad_self("orderBy", self) end
-  if type(path) ~= "string" then
-    bad_arg(1, "orderBy", "string expected, got " .. type(path))
-  end
-  local segs = split_path(path)
-  if not segs then
-    bad_arg(1, "orderBy", format('malformed attribute path "%s"', path))
-  end
-  local sign = 1
-  if dir ~= nil then
+  local crits, argn, why
+  if type(spec) == "string" and dir ~= nil then
     local d = type(dir) == "string" and lower(dir)
-    if d == "desc" then
-      sign = -1
-    elseif d ~= "asc" then
+    if d ~= "desc" and d ~= "asc" then
       bad_arg(2, "orderBy", '"asc" or "desc" expected, got ' ..
         (type(dir) == "string" and format('"%s"', dir) or type(dir)))
     end
+    if find(spec, "[,%s]") then
+      bad_arg(1, "orderBy", format('one attribute path expected with a '
+        .. 'direction argument, got "%s"', spec))
+    end
+    crits = { { path = spec, sign = d == "desc" and -1 or 1 } }
+  elseif type(spec) == "string" then
+    crits, argn, why = parse_spec(spec)
+  elseif type(spec) == "table" and not is(spec) then
+    if dir ~= nil then
+      bad_arg(2, "orderBy", "no direction expected with an array of "
+        .. "criteria (descending = true says it)")
+    end
+    crits, argn, why = parse_objects(spec)
+  else
+    bad_arg(1, "orderBy", "string or array of criteria expected, got "
+      .. type(spec))
   end
-  local get, n, keys = getter(segs), #self, {}
-  for i = 1, n do
-    local k = get(self[i])
-    if k ~= k then k = nil end
-    keys[i] = type(k) == "string" and lower(k) or k
+  if not crits then bad_arg(argn, "orderBy", why) end
+  for c = 1, #crits do
+    if not split_path(crits[c].path) then
+      bad_arg(1, "orderBy", format('malformed attribute path "%s"',
+        crits[c].path))
+    end
+  end
+  local n, m = #self, #crits
+  local keys, signs = {}, {}
+  for c = 1, m do
+    keys[c], argn, why = sort_keys(self, n, crits[c].path)
+    if not keys[c] then error("orderBy: " .. why, 2) end
+    signs[c] = crits[c].sign
   end
   local order = sorted_indexes(n, function(i, j)
-    local a, b = keys[i], keys[j]
-    if a == nil then return false end
-    if b == nil then return true end
-    return compare(a, b) * sign < 0
+    for c = 1, m do
+      local ks = keys[c]
+      local a, b = ks[i], ks[j]
+      if a ~= b then
+        local r
+        if a == nil then
+          r = -1
+        elseif b == nil then
+          r = 1
+        elseif type(a) == "boolean" then
+          r = a and 1 or -1
+        else
+          r = a < b and -1 or (b < a and 1 or 0)
+        end
+        if r ~= 0 then return r * signs[c] < 0 end
+      end
+    end
+    return false
   end)
   local out = {}
   for i = 1, n do out[i] = self[order[i]] end

@@ -438,27 +438,50 @@ static void test_map_and_filter(void **state)
 
 static void test_order_by(void **state)
 {
-  CHECK("assert(ids(S:orderBy('age')) == 'B2 A1 F6 C3 E5 D4')\n"
-        "assert(ids(S:orderBy('age', 'asc')) == 'B2 A1 F6 C3 E5 D4')\n"
-        "assert(ids(S:orderBy('age', 'desc')) == 'E5 C3 A1 F6 B2 D4')\n"
-        "assert(ids(S:orderBy('age', 'DESC')) == 'E5 C3 A1 F6 B2 D4')\n"
+  CHECK("local A = S:query([[age # 'n/a']])\n"
+        "assert(ids(A:orderBy('age')) == 'D4 B2 A1 F6 C3')\n"
+        "assert(ids(A:orderBy('age', 'asc')) == 'D4 B2 A1 F6 C3')\n"
+        "assert(ids(A:orderBy('age', 'desc')) == 'C3 A1 F6 B2 D4')\n"
+        "assert(ids(A:orderBy('age', 'DESC')) == 'C3 A1 F6 B2 D4')\n"
         "assert(ids(S:orderBy('score')) == 'C3 D4 A1 B2 E5 F6')\n"
         "assert(ids(S:orderBy('score', 'desc')) == 'F6 E5 B2 A1 D4 C3')\n"
         "assert(ids(S:orderBy('userName')) == 'F6 C3 E5 D4 A1 B2',\n"
         "       'strings order case-insensitively')\n"
         "assert(ids(S:orderBy('userName', 'desc')) == 'B2 A1 D4 E5 C3 F6')\n"
-        "assert(ids(S:orderBy('info.os.version')) == 'B2 A1 C3 D4 E5 F6')\n"
+        "assert(ids(S:orderBy('info.os.version')) == 'C3 D4 E5 F6 B2 A1',\n"
+        "       'nil first ascending')\n"
         "assert(ids(S:orderBy('info.os.version', 'desc'))\n"
-        "       == 'A1 B2 C3 D4 E5 F6')\n"
-        "assert(ids(S:orderBy('admin')) == 'B2 C3 A1 E5 D4 F6')\n"
-        "assert(ids(S:orderBy('nosuch')) == 'A1 B2 C3 D4 E5 F6')\n"
+        "       == 'A1 B2 C3 D4 E5 F6', 'nil last descending')\n"
+        "assert(ids(S:orderBy('admin')) == 'D4 F6 B2 C3 A1 E5')\n"
         "assert(ids(S) == 'A1 B2 C3 D4 E5 F6', 'S itself is not sorted')\n"
-        "assert(C.is(S:orderBy('age')))\n"
+        "assert(C.is(S:orderBy('score')))\n"
         "assert(C.new{}:orderBy('x'):length() == 0)\n"
         "return true");
 }
 
-static void test_order_by_stable_and_mixed(void **state)
+/* 4D's forms: "path [asc|desc], ..." and an array of criteria objects. */
+static void test_order_by_4d_forms(void **state)
+{
+  CHECK("assert(ids(S:orderBy('userName desc')) == 'B2 A1 D4 E5 C3 F6')\n"
+        "assert(ids(S:orderBy('userName DESC')) == 'B2 A1 D4 E5 C3 F6')\n"
+        "assert(ids(S:orderBy('userName Asc')) == 'F6 C3 E5 D4 A1 B2')\n"
+        "assert(ids(S:orderBy('state, userName desc'))\n"
+        "       == 'A1 E5 C3 D4 B2 F6')\n"
+        "assert(ids(S:orderBy('state desc,score')) == 'B2 F6 D4 C3 A1 E5')\n"
+        "assert(ids(S:orderBy('  state   asc ,score  desc '))\n"
+        "       == 'E5 A1 C3 D4 F6 B2')\n"
+        "assert(ids(S:orderBy('info.os.version desc, score desc'))\n"
+        "       == 'A1 B2 F6 E5 D4 C3', 'ties, nil ones too, by the next')\n"
+        "assert(ids(S:orderBy{{propertyPath = 'state', descending = true},\n"
+        "  {propertyPath = 'score'}}) == 'B2 F6 D4 C3 A1 E5')\n"
+        "assert(ids(S:orderBy{{propertyPath = 'userName',\n"
+        "  descending = false}}) == 'F6 C3 E5 D4 A1 B2')\n"
+        "assert(ids(S:orderBy{{propertyPath = 'info.os.version'}})\n"
+        "       == 'C3 D4 E5 F6 B2 A1')\n"
+        "return true");
+}
+
+static void test_order_by_stable_and_nil_first(void **state)
 {
   CHECK("local t = {}\n"
         "for i = 1, 257 do t[i] = {i = i, k = (i * 7) % 5} end\n"
@@ -474,14 +497,75 @@ static void test_order_by_stable_and_mixed(void **state)
         "local c = C.new(t)\n"
         "assert(sorted(c:orderBy('k'), false), 'asc is stable')\n"
         "assert(sorted(c:orderBy('k', 'desc'), true), 'desc is stable')\n"
-        "local f = function() end\n"
-        "local m = C.new{{ID = 'tbl', k = {}}, {ID = 'nil'},\n"
-        "  {ID = 'n2', k = 2}, {ID = 's', k = 'x'}, {ID = 'fn', k = f},\n"
-        "  {ID = 'T', k = true}, {ID = 'n1', k = 1}, {ID = 'F', k = false},\n"
-        "  {ID = 'nan', k = 0/0}, {ID = 'tbl2', k = {}}}\n"
-        "assert(ids(m:orderBy('k')) == 'F T fn n1 n2 s tbl tbl2 nil nan')\n"
-        "assert(ids(m:orderBy('k', 'desc'))\n"
-        "       == 'tbl tbl2 s n2 n1 fn T F nil nan')\n"
+        "assert(sorted(c:orderBy('k desc, i'), true), 'string form')\n"
+        "local m = C.new{{ID = 'n2', k = 2}, {ID = 'nil'}, {ID = 'n1', k = 1},\n"
+        "  {ID = 'nan', k = 0/0}, {ID = 'n1b', k = 1}}\n"
+        "assert(ids(m:orderBy('k')) == 'nil nan n1 n1b n2')\n"
+        "assert(ids(m:orderBy('k', 'desc')) == 'n2 n1 n1b nil nan')\n"
+        "local b = C.new{{ID = 'T', k = true}, {ID = 'x'}, {ID = 'F', k = false}}\n"
+        "assert(ids(b:orderBy('k')) == 'x F T')\n"
+        "assert(ids(b:orderBy('k desc')) == 'T F x')\n"
+        "return true");
+}
+
+/* What cannot be sorted raises, naming the path, and blames the caller. */
+static void test_order_by_refusals(void **state)
+{
+  CHECK("raises([[orderBy: no element has \"nosuch\"]],\n"
+        "  function() return S:orderBy('nosuch') end)\n"
+        "raises([[orderBy: no element has \"nosuch.x\"]],\n"
+        "  function() return S:orderBy('score, nosuch.x desc') end)\n"
+        "raises([[orderBy: cannot sort by \"age\": element 1 holds a number, ]]\n"
+        "  .. [[element 5 a string, which do not compare]],\n"
+        "  function() return S:orderBy('age') end)\n"
+        "raises([[orderBy: cannot sort by \"k\": element 2 holds a table ]]\n"
+        "  .. [[(only numbers, strings and booleans sort)]],\n"
+        "  function() return C.new{{k = 1}, {k = {}}}:orderBy('k') end)\n"
+        "raises([[orderBy: cannot sort by \"k\": element 1 holds a boolean, ]]\n"
+        "  .. [[element 2 a number]],\n"
+        "  function() return C.new{{k = true}, {k = 1}}:orderBy('k') end)\n"
+        "raises([[bad argument #1 to 'orderBy' (\"asc\" or \"desc\" expected ]]\n"
+        "  .. [[after \"state\", got \"up\")]],\n"
+        "  function() return S:orderBy('state up') end)\n"
+        "raises([[bad argument #1 to 'orderBy' (\"asc\" or \"desc\" expected ]]\n"
+        "  .. [[after \"score\", got \"descending\")]],\n"
+        "  function() return S:orderBy('state, score descending') end)\n"
+        "raises([[bad argument #1 to 'orderBy' (unexpected \"x\" after ]]\n"
+        "  .. [[\"state desc\")]],\n"
+        "  function() return S:orderBy('state desc x') end)\n"
+        "raises([[bad argument #1 to 'orderBy' (empty attribute path in ]]\n"
+        "  .. [[\"state,\")]], function() return S:orderBy('state,') end)\n"
+        "raises([[bad argument #1 to 'orderBy' (empty attribute path in ]]\n"
+        "  .. [[\"\")]], function() return S:orderBy('') end)\n"
+        "raises([[bad argument #1 to 'orderBy' (malformed attribute path ]]\n"
+        "  .. [[\"a..b\")]], function() return S:orderBy('state, a..b') end)\n"
+        "raises([[bad argument #1 to 'orderBy' (one attribute path expected ]]\n"
+        "  .. [[with a direction argument, got \"state, score\")]],\n"
+        "  function() return S:orderBy('state, score', 'desc') end)\n"
+        "raises([[bad argument #1 to 'orderBy' (criterion 2: propertyPath: ]]\n"
+        "  .. [[string expected, got nil)]], function()\n"
+        "  return S:orderBy{{propertyPath = 'state'}, {path = 'x'}} end)\n"
+        "raises([[bad argument #1 to 'orderBy' (criterion 1: descending: ]]\n"
+        "  .. [[boolean expected, got string)]], function()\n"
+        "  return S:orderBy{{propertyPath = 'state', descending = 'yes'}} end)\n"
+        "raises([[bad argument #1 to 'orderBy' (criterion 1: table ]]\n"
+        "  .. [[expected, got string)]],\n"
+        "  function() return S:orderBy{'state'} end)\n"
+        "raises([[bad argument #1 to 'orderBy' (empty array of criteria)]],\n"
+        "  function() return S:orderBy{} end)\n"
+        "raises([[bad argument #2 to 'orderBy' (no direction expected]],\n"
+        "  function() return S:orderBy({{propertyPath = 'state'}}, 'desc')\n"
+        "  end)\n"
+        "local ok, err = pcall(function()\n"
+        "  local r = S:orderBy('nosuch')\n"
+        "  return r\n"
+        "end)\n"
+        "assert(err:find('^check at line %d+:%d+: orderBy: no element'), err)\n"
+        "ok, err = pcall(function()\n"
+        "  local r = S:orderBy('state up')\n"
+        "  return r\n"
+        "end)\n"
+        "assert(err:find('^check at line %d+:%d+: bad argument #1'), err)\n"
         "return true");
 }
 
@@ -578,7 +662,8 @@ static void test_argument_errors(void **state)
         "  function() return S:map() end)\n"
         "raises([[bad argument #1 to 'filter' (function expected, ]]\n"
         "  .. [[got string)]], function() return S:filter('x') end)\n"
-        "raises([[bad argument #1 to 'orderBy' (string expected, got nil)]],\n"
+        "raises([[bad argument #1 to 'orderBy' (string or array of criteria ]]\n"
+        "  .. [[expected, got nil)]],\n"
         "  function() return S:orderBy() end)\n"
         "raises([[bad argument #1 to 'orderBy' (malformed attribute path ]]\n"
         "  .. [[\"a..b\")]], function() return S:orderBy('a..b') end)\n"
@@ -681,7 +766,11 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_literals, setup, teardown),
     cmocka_unit_test_setup_teardown(test_map_and_filter, setup, teardown),
     cmocka_unit_test_setup_teardown(test_order_by, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_order_by_stable_and_mixed, setup,
+    cmocka_unit_test_setup_teardown(test_order_by_4d_forms, setup,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(test_order_by_stable_and_nil_first, setup,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(test_order_by_refusals, setup,
                                     teardown),
     cmocka_unit_test_setup_teardown(test_malformed_queries, setup, teardown),
     cmocka_unit_test_setup_teardown(test_errors_blame_the_caller, setup,
