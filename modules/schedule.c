@@ -1,10 +1,12 @@
 #include "schedule.h"
 
 #include <lauxlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "audit.h"
 #include "clock.h"
+#include "cron.h"
 #include "process.h"
 #include "sched.h"
 #include "vm.h"
@@ -129,6 +131,18 @@ static int l_schedule(lua_State *L) {
     spec.script = lua_tostring(L, 2);
   else if (lua_type(L, 2) != LUA_TFUNCTION)
     return luaL_typeerror(L, 2, "script path or function");
+  /* @reboot means "once, at the server's start", which has passed: a job
+   * scheduled with it now would never run. */
+  if (spec.cron != NULL) {
+    cron_t c;
+    if (cron_parse(&c, spec.cron, NULL, 0) == 0 && cron_is_reboot(&c)) {
+      snprintf(err, sizeof(err), "@reboot is only for the configuration's "
+               "schedule (it runs once, at the server's start); call "
+               "run_job or the function itself to run something now");
+      audit_job(s, "schedule", -1, 0, err);
+      return luaL_error(L, "schedule: %s", err);
+    }
+  }
   /* Nothing but running out of memory raises from here on, so the refs
    * reach sched_add, which owns them. */
   if (lua_istable(L, 1) && lua_istable(L, SLOT_ARGS)) {

@@ -329,16 +329,21 @@ class Schedule(HeraldTest):
         got = [t for t, _ in self.messages(wire, 1.1)]
         self.assertEqual(got[:3], ["tick 1", "tick 2", "tick 3"])
 
-    def test_a_reboot_job_scheduled_from_lua_runs_once_at_once(self):
-        srv = self.server()
-        wire = srv.wire("Vanessa")
-        srv.lua('schedule({ cron = "@reboot", name = "late" }, function()\n'
-                '  send_message_to_remote_user("booted late")\n'
-                'end)\n')
-        self.assertEqual([t for t, _ in self.messages(wire, 1.0)],
-                         ["booted late"])
-        job = parse_jobs(srv.lua(JOBS))["late"]
-        self.assertEqual((job["nextRun"], job["lastResult"]), ("nil", "ok"))
+    def test_a_reboot_job_scheduled_from_lua_is_refused(self):
+        # @reboot means "at the server's start", which has passed: such a
+        # job would never run, so schedule() refuses it, in any form.
+        scripts = self.scripts({"maintenance/echo.lua": "\n"})
+        srv = self.server(scripts=scripts)
+        for call in ('schedule("@reboot", function() end)',
+                     'schedule(" @REBOOT ", "maintenance/echo.lua")',
+                     'schedule({ cron = "@reboot", name = "late" }, '
+                     'function() end)'):
+            with self.subTest(call=call):
+                out = srv.lua(f"print(pcall(function() return {call} end))")
+                self.assertTrue(out.startswith("false\t"), out)
+                self.assertIn("schedule: @reboot is only for the "
+                              "configuration's schedule", out)
+        self.assertEqual(srv.lua(JOBS), "")
 
     def test_bad_calls_of_schedule_raise(self):
         scripts = self.scripts({"maintenance/echo.lua": "\n"})
