@@ -36,6 +36,37 @@ postponed or in flight, Lua's garbage collected), and must not grow by
 more than 10 %. Under AddressSanitizer the figure means nothing (its
 quarantine holds freed memory).
 
+Restarts: every SOAK_RESTART_SECONDS of load (60; 0: none) the server
+is stopped, alternately gracefully (SIGTERM: each client gets
+`reconnect`; the soak waits for exit status 0) and with kill -9, and
+started again on the same port, admin socket and state file (`state` in
+its configuration), while the load goes on. Each session comes back as
+`herald client` does: after a `reconnect`, it waits `after` plus up to
+50 % and resumes; after a lost connection, it resumes with the client's
+backoff (0.5 s doubling up to 10 s, +-25 %), also while the server is not
+back; a hello or resume cut by the restart is tried again. A session that
+resumed counts as having stayed connected: it must get every message the
+rule above gives it, across the restarts, in id order (a message may come
+again after a resume). A resume refused before the session's
+resume_timeout ran out (from its own cut, from a graceful stop, or from
+the next server's start after a kill -9) is a finding; a session refused
+later (it came back too late) is counted and checked for order only, as
+are sessions whose bye was cut by a restart (they will not come back).
+The driver resumes too, and sends nothing while it is away (nor ever
+more than max_calls_per_session calls under way, so that a stall does
+not turn into a burst the server refuses). A send counts as sent only
+when its result came: one whose result a restart cut may or may not
+exist; if any session got it, it must have reached every session it was
+for (its target, or each session open from its call on that resumed
+after the restart) and none that began after, and its ids are reported
+apart. Message ids must go on above every id known before a restart.
+message_status is also checked for the 300 messages on either side of
+each restart: nothing pending, delivered and acknowledged never above
+queued. RSS is compared only within one server's lifetime (a restart
+starts it again): with restarts, the points of each lifetime that has
+two (SOAK_PHASES); the RSS under load just before each restart is
+printed. Every lifetime runs a copy of the binary taken at the start.
+
 Prints its figures; exits 1 on any loss, duplicate, order error, wrong
 count, refused resume, unexpected drop or error frame, crash or leak, 0
 otherwise. The sessions are asyncio protocols rather than streams: one
@@ -43,8 +74,9 @@ Python process must keep up with 20,000 messages a second.
 
 Environment: SOAK_SECONDS (300), SOAK_SESSIONS (2000), SOAK_WARMUP
 (SOAK_SECONDS / 5, within 20..60, at most half), SOAK_PHASES (1: more measures RSS at
-as many points), SOAK_KEEP=1 keeps the server's folder (log, scripts),
-SOAK_HERALD another herald binary to soak (default build/herald).
+as many points), SOAK_RESTART_SECONDS (60; 0: no restarts), SOAK_KEEP=1
+keeps the server's folder (log, scripts, state), SOAK_HERALD another
+herald binary to soak (default build/herald).
 """
 import asyncio
 import bisect
@@ -79,6 +111,8 @@ WARMUP = float(os.environ.get("SOAK_WARMUP") or
                min(60.0, max(20.0, SECONDS / 5), SECONDS / 2))
 KEEP = os.environ.get("SOAK_KEEP") == "1"
 PHASES = max(1, int(os.environ.get("SOAK_PHASES", "1")))
+# Seconds of load between two restarts (graceful and kill -9 in turn).
+RESTART_EVERY = float(os.environ.get("SOAK_RESTART_SECONDS") or "60")
 
 RESUME_TIMEOUT = 5
 MEAN_LIFE = 20.0        # seconds between two actions of one session
@@ -88,6 +122,7 @@ TARGETED = 5            # targeted sends per tick
 FAIL_EVERY, SPIN_EVERY = 10, 50  # ticks
 SNAPSHOT_EVERY = 20     # ticks: an administrator's look at the sessions
 LEAK_LIMIT = 0.10
+MAX_CALLS = 16          # the server's max_calls_per_session (its default)
 
 CONFIG = f"""
 max_sessions = 5000
@@ -167,6 +202,12 @@ def text_for(callno):
     return f"m{callno}:" + "x" * (callno * 7919 % 300)
 
 
+def backoff(attempt, rng=random):
+    """herald client's wait before reconnection attempt n (1, 2, ...):
+    0.5 s doubling up to 10 s, each +-25 % at random."""
+    return min(0.5 * 2 ** (attempt - 1), 10.0) * (0.75 + 0.5 * rng.random())
+
+
 class Figures:
     def __init__(self):
         self.c = collections.Counter()
@@ -195,7 +236,7 @@ class Life:
     """One session, from its hello to its end, across resumes."""
     __slots__ = ("name", "sid", "token", "hello_seq", "welcome_seq",
                  "end_seq", "closed_seq", "kind", "got", "max_got",
-                 "targeted", "conns", "resumes")
+                 "targeted", "conns", "resumes", "restarts")
 
     def __init__(self, name):
         self.name = name
@@ -203,12 +244,13 @@ class Life:
         self.hello_seq = self.welcome_seq = None
         self.end_seq = INF      # bye written, or the abandoning reset
         self.closed_seq = None  # the server closed after bye
-        self.kind = "open"      # open, bye, abandoned, lost
+        self.kind = "open"      # open, bye, abandoned, lost, bye cut
         self.got = array("q")   # first arrivals, increasing
         self.max_got = 0
         self.targeted = []      # Send records aimed at it
         self.conns = 0
         self.resumes = 0
+        self.restarts = 0       # server restarts it resumed across
 
     def on_message(self, conn, msg_id, text):
         FIG.c["received"] += 1
@@ -244,13 +286,17 @@ class Life:
 
 class Conn(asyncio.Protocol):
     """One TCP connection of a session: acks every message, answers
-    pings, and hands other frames to its waiter."""
+    pings, keeps a `reconnect`, and hands other frames to its waiter.
+    gen: the server (its lifetime number) it was made to."""
 
-    def __init__(self, life):
+    def __init__(self, life, gen):
         self.life = life
+        self.gen = gen
         self.buf = b""
         self.transport = None
         self.last_id = 0
+        self.restart = None     # the server's reconnect frame
+        self.lost_seq = None
         self.frames = asyncio.Queue()
         self.closed = asyncio.get_running_loop().create_future()
 
@@ -273,12 +319,19 @@ class Conn(asyncio.Protocol):
                 out.append(ACK % frame["id"])
             elif kind == "ping":
                 out.append(PONG)
+            elif kind == "reconnect":
+                FIG.c["reconnect frames"] += 1
+                if self.restart is not None:
+                    FIG.problem("reconnect", f"{life.name} {life.sid}: "
+                                f"twice on one connection: {frame}")
+                self.restart = frame
             else:
                 self.frames.put_nowait(frame)
         if out and not self.transport.is_closing():
             self.transport.write(b"".join(out))
 
     def connection_lost(self, exc):
+        self.lost_seq = Clock.tick()
         if not self.closed.done():
             self.closed.set_result(exc)
         self.frames.put_nowait(None)
@@ -314,7 +367,8 @@ class Soak:
         self.lives = []
         self.ended = collections.deque(maxlen=200)
         self.sends = []          # every soak_send, in call order
-        self.calls = {}          # call id -> (kind, record)
+        self.calls = {}          # call id -> (kind, record, when)
+        self.slowest = 0.0       # the longest wait for a result (not spin)
         self.next_call = 0
         self.driver = None
         self.driver_conn = None
@@ -324,10 +378,28 @@ class Soak:
         self.lua_kb = {}
         self.watchers = set()
         self.load_seconds = 0
+        self.drive_from = None
+        # Restarts: the server's lifetimes are numbered from 1 (gen).
+        self.gen = 0
+        self.restarting = False
+        self.stops = {}          # gen -> its stop (dict), from the signal on
+        self.restarts = []       # the stops, once the next server is up
+        self.restart_task = None
+        self.next_restart = RESTART_EVERY
+        self.drive_base = 0.0    # seconds of load before this drive()
+        self.up_at = None        # when the current server was listening
+        self.driver_ready = False
+        self.driver_gone = False
+        self.unanswered = []     # sends whose result a restart cut
 
     # --- the server ------------------------------------------------------
 
     def start_server(self):
+        """The first server: its folder, then launch() on a free port.
+        Every lifetime runs a copy of HERALD taken now: a rebuild during
+        the soak does not change the server a restart starts."""
+        self.herald = os.path.join(self.dir, "herald")
+        shutil.copy2(HERALD, self.herald)
         scripts = os.path.join(self.dir, "scripts")
         os.makedirs(os.path.join(scripts, "methods"))
         for name, source in METHODS.items():
@@ -335,24 +407,15 @@ class Soak:
                       "w") as f:
                 f.write(source.lstrip())
         self.admin_socket = os.path.join(self.dir, "admin", "herald.sock")
-        conf = os.path.join(self.dir, "herald.conf.lua")
-        with open(conf, "w") as f:
-            f.write(CONFIG)
+        self.conf = os.path.join(self.dir, "herald.conf.lua")
+        self.state_path = os.path.join(self.dir, "herald.db")
+        with open(self.conf, "w") as f:
+            f.write(CONFIG + f"state = {json.dumps(self.state_path)}\n")
         self.log_path = os.path.join(self.dir, "herald.log")
-        log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            [HERALD, "serve", "--listen", f"{HOST}:0", "--admin-socket",
-             self.admin_socket, "--no-console",
-             "--scripts", scripts, "--config", conf, "--log-level", "info"],
-            cwd=self.dir, stdin=subprocess.DEVNULL, stdout=log,
-            stderr=subprocess.STDOUT)
-        log.close()
+        offset = self.launch()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            with open(self.log_path) as f:
-                m = re.search(r"listening on [^:\s]+:(\d+)", f.read())
-            if m:
-                self.port = int(m.group(1))
+            if self.listening(offset):
                 return
             if self.proc.poll() is not None:
                 break
@@ -360,7 +423,130 @@ class Soak:
         raise SystemExit("soak: the server did not start:\n" +
                          open(self.log_path).read())
 
+    def launch(self):
+        """Starts a server (the next lifetime) on self.port, or on a free
+        port the first time; every lifetime appends to one log. Returns
+        the log's offset where this one begins."""
+        scripts = os.path.join(self.dir, "scripts")
+        self.gen += 1
+        log = open(self.log_path, "a")
+        offset = log.tell()
+        self.proc = subprocess.Popen(
+            [self.herald, "serve", "--listen", f"{HOST}:{self.port or 0}",
+             "--admin-socket", self.admin_socket, "--no-console",
+             "--scripts", scripts, "--config", self.conf,
+             "--log-level", "info"],
+            cwd=self.dir, stdin=subprocess.DEVNULL, stdout=log,
+            stderr=subprocess.STDOUT)
+        log.close()
+        return offset
+
+    def listening(self, offset):
+        """Whether the server started at log offset says it listens."""
+        with open(self.log_path, errors="replace") as f:
+            f.seek(offset)
+            m = re.search(r"listening on [^:\s]+:(\d+)", f.read())
+        if m is None:
+            return False
+        if self.port is None:
+            self.port = int(m.group(1))
+        elif int(m.group(1)) != self.port:
+            raise RuntimeError(f"the server came back on port "
+                               f"{m.group(1)}, not {self.port}")
+        self.up_at = time.monotonic()
+        return True
+
+    async def wait_exit(self, timeout):
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None:
+            if time.monotonic() > deadline:
+                return None
+            await asyncio.sleep(0.02)
+        return self.proc.returncode
+
+    async def restart(self, kind):
+        """Stops the server (graceful: SIGTERM and its exit; kill: -9)
+        and starts the next one on the same port, socket and state file,
+        while the load goes on."""
+        stop = {"kind": kind, "gen": self.gen, "rss": None}
+        self.restarting = True
+        try:
+            stop["rss"] = self.rss_kb()
+        except OSError:
+            pass
+        # Every id known now: the next server's must all be above.
+        stop["floor"] = max(ID_CALLNO, default=0)
+        t0 = stop["t"] = time.monotonic()
+        stop["seq"] = Clock.tick()
+        self.stops[self.gen] = stop
+        if kind == "graceful":
+            self.proc.send_signal(signal.SIGTERM)
+            code = await self.wait_exit(20)
+            if code is None:
+                FIG.problem("graceful stop", "no exit within 20 s after "
+                            "SIGTERM: killed")
+                self.proc.kill()
+                code = await self.wait_exit(10)
+            elif code != 0:
+                FIG.problem("graceful stop", f"exit status {code} after "
+                            "SIGTERM")
+        else:
+            self.proc.kill()
+            code = await self.wait_exit(10)
+        stop["exit"] = code
+        stop["stopped"] = time.monotonic() - t0
+        offset = self.launch()
+        deadline = time.monotonic() + 20
+        while not self.listening(offset):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                with open(self.log_path, errors="replace") as f:
+                    f.seek(offset)
+                    tail = f.read().splitlines()[-5:]
+                FIG.problem("restart failed", f"lifetime {self.gen}: "
+                            f"status {self.proc.poll()}")
+                FIG.examples["restart failed"] += tail
+                self.restarting = False
+                raise ServerDied("no restart")
+            await asyncio.sleep(0.02)
+        stop["down"] = time.monotonic() - t0
+        self.restarts.append(stop)
+        self.restarting = False
+        with open(self.log_path, errors="replace") as f:
+            f.seek(offset)
+            m = re.search(r"(\d+) sessions restored .*?\((\d+) messages "
+                          r"pending\); message ids go on from (\d+)",
+                          f.read())
+        stop["restored"] = m.groups() if m else None
+        kb = f"{stop['rss'] / 1024:.1f} MiB" if stop["rss"] else "?"
+        print(f"soak: restart {len(self.restarts)} "
+              f"({'SIGTERM' if kind == 'graceful' else 'kill -9'}) at "
+              f"{self.drive_clock():.0f} s of load: RSS before {kb}, exit "
+              f"{code} in {stop['stopped']:.2f} s, listening again after "
+              f"{stop['down']:.2f} s"
+              + (f"; {m.group(1)} sessions restored, {m.group(2)} messages "
+                 f"pending, ids from {m.group(3)}" if m else
+                 "; nothing restored?"), flush=True)
+
+    def drive_clock(self):
+        """Seconds of load so far (the restarts' clock)."""
+        loop = asyncio.get_running_loop()
+        if self.drive_from is None:
+            return self.drive_base
+        return self.drive_base + loop.time() - self.drive_from
+
+    async def restart_done(self):
+        """Waits for a restart under way and for the driver to be back."""
+        if self.restart_task is not None:
+            await self.restart_task
+            self.restart_task = None
+        await self.wait_for(lambda: self.driver_ready or self.driver_gone,
+                            60, "the driver back after a restart")
+        if self.driver_gone:
+            raise RuntimeError("the driver did not come back")
+
     def check_alive(self):
+        if self.restarting:
+            return
         code = self.proc.poll()
         if code is not None:
             name = signal.Signals(-code).name if code < 0 else "exit"
@@ -372,35 +558,74 @@ class Soak:
 
     # --- sessions --------------------------------------------------------
 
-    async def connect(self, life, resume=False, watch=True):
+    async def connect(self, life, resume=False, watch=True, rng=random,
+                      since=None, attempt=0, deadline=None):
         """A new connection for life, greeted (or resumed). Returns the
         Conn, or None when the server refused (recorded). watch: hand the
-        frames that follow to watch()."""
+        frames that follow to watch(). While the server is away (a
+        restart), tries again with the client's backoff, from attempt;
+        a handshake that a restart cut is tried again too. For a resume,
+        since: the server lifetime of the session's last connection;
+        deadline: when (monotonic) its resume_timeout ends. A refusal
+        before it is a finding; after it, once a restart came between,
+        the session came back too late (counted)."""
         loop = asyncio.get_running_loop()
-        for attempt in range(50):
+        began = time.monotonic()
+        while True:
             try:
                 _, conn = await loop.create_connection(
-                    lambda: Conn(life), HOST, self.port)
-                break
+                    lambda: Conn(life, self.gen), HOST, self.port)
             except OSError:
-                await asyncio.sleep(0.1 + 0.1 * attempt)
-        else:
-            raise RuntimeError("cannot connect to the server")
-        hello = {"type": "hello", "userName": life.name, "protocol": 1,
-                 "machineName": "soak", "hostType": "linux"}
-        if resume:
-            hello["resume"] = {"sessionID": life.sid, "token": life.token}
-        else:
-            life.hello_seq = Clock.tick()
-        conn.send(hello)
-        try:
-            frame = await conn.frame()
-        except asyncio.TimeoutError:
-            frame = "no answer to hello"
+                attempt += 1
+                if time.monotonic() - began > 120:
+                    raise RuntimeError("cannot connect to the server")
+                await asyncio.sleep(backoff(attempt, rng))
+                continue
+            hello = {"type": "hello", "userName": life.name, "protocol": 1,
+                     "machineName": "soak", "hostType": "linux"}
+            if resume:
+                hello["resume"] = {"sessionID": life.sid,
+                                   "token": life.token}
+            else:
+                life.hello_seq = Clock.tick()
+            hello_at = time.monotonic()
+            conn.send(hello)
+            try:
+                frame = await conn.frame()
+            except asyncio.TimeoutError:
+                frame = "no answer to hello"
+            if frame is None and conn.gen in self.stops:
+                # The server stopped before it answered: as the client,
+                # wait as a reconnect says, or back off, and try again.
+                FIG.c["handshakes cut by a restart"] += 1
+                if conn.restart is not None:
+                    attempt = 0
+                    await asyncio.sleep(conn.restart.get("after", 1) *
+                                        (1 + 0.5 * rng.random()))
+                else:
+                    attempt += 1
+                    await asyncio.sleep(backoff(attempt, rng))
+                continue
+            break
         if not isinstance(frame, dict) or frame["type"] != "welcome":
-            FIG.problem("refused" if not resume else "resume refused",
-                        f"{life.name} {life.sid}: {frame}")
             conn.transport.abort()
+            if not resume:
+                FIG.problem("refused", f"{life.name}: {frame}")
+            elif since is not None and since != conn.gen:
+                # Its session went through a restart.
+                if deadline is None:  # after a kill -9
+                    deadline = self.up_at + RESUME_TIMEOUT
+                left = deadline - hello_at
+                if left > 0.5:
+                    FIG.problem("resume refused after a restart",
+                                f"{life.name} {life.sid}, {left:.1f} s "
+                                f"before its resume_timeout ended: "
+                                f"{frame}")
+                else:
+                    FIG.c["resumes too late after a restart"] += 1
+            else:
+                FIG.problem("resume refused", f"{life.name} {life.sid}: "
+                            f"{frame}")
             return None
         life.conns += 1
         if resume:
@@ -409,6 +634,9 @@ class Soak:
                             f"{frame['sessionID']}")
             life.resumes += 1
             FIG.c["resumes"] += 1
+            if since is not None and since != conn.gen:
+                life.restarts += conn.gen - since
+                FIG.c["resumes across a restart"] += 1
         else:
             life.welcome_seq = Clock.tick()
             life.sid, life.token = frame["sessionID"], frame["resumeToken"]
@@ -418,6 +646,48 @@ class Soak:
             self.watchers.add(task)
             task.add_done_callback(self.watchers.discard)
         return conn
+
+    async def come_back(self, life, conn, rng, watch=True):
+        """conn was lost under life, not by its own doing: the server
+        restarted. Comes back as herald client does (after a reconnect:
+        its `after` plus up to 50 %; otherwise the backoff) and resumes.
+        Returns the new Conn, or None when the resume was refused (life
+        is then lost)."""
+        stop = self.stops.get(conn.gen)
+        if stop is None:
+            FIG.problem("connection lost", f"{life.name} {life.sid}: "
+                        "the server closed it, with no restart")
+        restart = conn.restart
+        # Its resume_timeout runs from the stop when the server said
+        # reconnect; after a kill -9, from the next server's start.
+        if stop is None:
+            deadline = time.monotonic() + RESUME_TIMEOUT
+        elif stop["kind"] == "graceful":
+            deadline = stop["t"] + RESUME_TIMEOUT
+        else:
+            deadline = None  # known once the server is back
+        if restart is not None:
+            if stop is not None and stop["kind"] != "graceful":
+                FIG.problem("reconnect", f"{life.name}: a reconnect frame "
+                            f"before a kill -9: {restart}")
+            elif restart.get("after") != 1 or \
+                    restart.get("reason") != "server restarting":
+                FIG.problem("reconnect", f"{life.name}: {restart}")
+            await asyncio.sleep(restart.get("after", 1) *
+                                (1 + 0.5 * rng.random()))
+            attempt = 0
+        else:
+            if stop is not None and stop["kind"] == "graceful":
+                FIG.c["lost without reconnect at a graceful stop"] += 1
+            await asyncio.sleep(backoff(1, rng))
+            attempt = 1
+        new = await self.connect(life, resume=True, watch=watch, rng=rng,
+                                 since=conn.gen, attempt=attempt,
+                                 deadline=deadline)
+        if new is None:
+            life.kind = "lost"
+            life.end_seq = conn.lost_seq
+        return new
 
     async def watch(self, life, conn):
         """Frames a session does not wait for: a drop or an error is a
@@ -436,8 +706,42 @@ class Soak:
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            if self.proc.poll() is None:
+            if self.restarting or self.proc.poll() is None:
                 FIG.problem("harness", f"session slot {index}: {e!r}")
+
+    async def idle(self, slot, seconds, rng):
+        """Waits seconds, then for the load to be on; whenever a restart
+        takes the connection, comes back (busy meanwhile). Returns the
+        connection to act on, or None when the session was lost."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while True:
+            conn = slot["conn"]
+            if conn.closed.done():
+                slot["busy"] = True
+                conn = await self.come_back(slot["life"], conn, rng)
+                if conn is None:
+                    return None
+                slot["conn"] = conn
+                slot["busy"] = False
+                continue
+            left = deadline - loop.time()
+            if left > 0:
+                try:
+                    await asyncio.wait_for(asyncio.shield(conn.closed),
+                                           left)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            # Woken by a set() that a clear() has already undone: wait
+            # again, or this would act in the middle of a quiesce.
+            if not self.load_on.is_set():
+                waiter = asyncio.ensure_future(self.load_on.wait())
+                await asyncio.wait({waiter, conn.closed},
+                                   return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                continue
+            return conn
 
     async def slot_life(self, index):
         await asyncio.sleep(random.uniform(0, SESSIONS / 800))
@@ -449,7 +753,7 @@ class Soak:
             n += 1
             life = Life(f"S{index}.{n}")
             self.lives.append(life)
-            conn = await self.connect(life)
+            conn = await self.connect(life, rng=rng)
             if conn is None:
                 life.kind = "lost"
                 await asyncio.sleep(1)
@@ -457,18 +761,21 @@ class Soak:
             slot["life"], slot["conn"] = life, conn
             while True:
                 slot["busy"] = False
-                await asyncio.sleep(rng.expovariate(1 / MEAN_LIFE))
-                # Woken by a set() that a clear() has already undone: wait
-                # again, or this would act in the middle of a quiesce.
-                while not self.load_on.is_set():
-                    await self.load_on.wait()
+                conn = await self.idle(slot, rng.expovariate(1 / MEAN_LIFE),
+                                       rng)
                 slot["busy"] = True
+                if conn is None:
+                    FIG.c["lost at a restart"] += 1
+                    break
                 r = rng.random()
                 if r < P_CUT:
                     cut(conn, rng)
                     FIG.c["cuts"] += 1
+                    deadline = time.monotonic() + RESUME_TIMEOUT
                     await asyncio.sleep(rng.uniform(0, RESUME_TIMEOUT / 2))
-                    conn = await self.connect(life, resume=True)
+                    conn = await self.connect(life, resume=True, rng=rng,
+                                              since=conn.gen,
+                                              deadline=deadline)
                     if conn is None:
                         life.kind = "lost"
                         life.end_seq = Clock.tick()
@@ -492,8 +799,17 @@ class Soak:
         conn.send({"type": "bye"})
         try:
             await asyncio.wait_for(asyncio.shield(conn.closed), 10)
-            life.closed_seq = Clock.tick()
-            self.ended.append(life)
+            stop = self.stops.get(conn.gen)
+            if conn.restart is not None or (
+                    stop is not None and stop["kind"] == "kill" and
+                    conn.lost_seq > stop["seq"]):
+                # Closed by a restart, not (or not surely) by the bye:
+                # its client would not come back; the session expires.
+                life.kind = "bye cut"
+                FIG.c["byes cut by a restart"] += 1
+            else:
+                life.closed_seq = Clock.tick()
+                self.ended.append(life)
         except asyncio.TimeoutError:
             FIG.problem("bye not closed", f"{life.name} {life.sid}")
             conn.transport.abort()
@@ -503,7 +819,8 @@ class Soak:
 
     def call(self, method, args, kind, record=None):
         self.next_call += 1
-        self.calls[self.next_call] = (kind, record, Clock.tick())
+        Clock.tick()
+        self.calls[self.next_call] = (kind, record, time.monotonic())
         self.driver_conn.send({"type": "call", "id": self.next_call,
                                "method": method, "args": args})
 
@@ -519,20 +836,50 @@ class Soak:
         if target_life is not None:
             target_life.targeted.append(rec)
 
+    def calls_cut(self, conn):
+        """The driver's connection is lost: the calls it has not had a
+        result for never will. A send's message may or may not exist."""
+        for kind, rec, _ in self.calls.values():
+            if kind == "send":
+                rec["cut_seq"] = conn.lost_seq
+                self.unanswered.append(rec)
+            elif kind == "query":
+                if not rec.done():
+                    rec.set_exception(RuntimeError(
+                        "the driver's connection was lost during a query"))
+            else:
+                FIG.c["calls cut by a restart"] += 1
+        self.calls.clear()
+
     async def results(self):
-        """Reads the driver's results (its messages are acked by Conn)."""
+        """Reads the driver's results (its messages are acked by Conn);
+        brings the driver back after a restart."""
+        rng = random.Random(-1)
         while True:
-            frame = await self.driver_conn.frames.get()
+            conn = self.driver_conn
+            frame = await conn.frames.get()
             if frame is None:
-                if not self.stopping:
-                    FIG.problem("driver lost", "its connection closed")
-                return
+                if self.stopping:
+                    return
+                self.driver_ready = False
+                self.calls_cut(conn)
+                conn = await self.come_back(self.driver, conn, rng,
+                                            watch=False)
+                if conn is None:
+                    FIG.problem("driver lost", "its resume was refused")
+                    self.driver_gone = True
+                    return
+                self.driver_conn = conn
+                self.driver_ready = True
+                continue
             if frame["type"] != "result":
                 FIG.problem(f"unexpected {frame['type']}",
                             f"driver: {frame}")
                 continue
             seq = Clock.tick()
-            kind, rec, _ = self.calls.pop(frame["id"])
+            kind, rec, when = self.calls.pop(frame["id"])
+            if kind != "spin":  # it runs until method_timeout
+                self.slowest = max(self.slowest, time.monotonic() - when)
             if kind == "send":
                 if not frame["ok"]:
                     FIG.problem("send failed", frame.get("error"))
@@ -540,6 +887,12 @@ class Soak:
                 rec["count"], rec["id"] = frame["value"]
                 rec["result_seq"] = seq
                 check_id(rec["id"], rec["callno"])
+                floor = max((st["floor"] for st in self.stops.values()
+                             if st["seq"] < rec["call_seq"]), default=0)
+                if rec["id"] <= floor:
+                    FIG.problem("id reused after a restart", f"call "
+                                f"{rec['callno']} got id {rec['id']}, "
+                                f"not above {floor}")
                 FIG.c["sent " + ("targeted" if rec["life"] else
                                  "broadcast")] += 1
             elif kind == "fail":
@@ -548,7 +901,10 @@ class Soak:
                 else:
                     FIG.c["calls failed"] += 1
             elif kind == "spin":
-                if frame["ok"] or "timed out" not in frame["error"]:
+                if not frame["ok"] and "shutting down" in frame["error"] \
+                        and self.restarting:
+                    FIG.c["calls ended by a stop"] += 1
+                elif frame["ok"] or "timed out" not in frame["error"]:
                     FIG.problem("spin() not timed out", str(frame))
                 else:
                     FIG.c["calls timed out"] += 1
@@ -576,26 +932,59 @@ class Soak:
         loop = asyncio.get_running_loop()
         tick = 0
         next_t = loop.time()
+        self.drive_from = loop.time()
+
+        def room():
+            """Never more calls under way than the server runs for one
+            session (max_calls_per_session): a stall of either side must
+            not turn the next ticks into a burst it refuses."""
+            if len(self.calls) < MAX_CALLS:
+                return True
+            FIG.c["calls held back (max_calls_per_session)"] += 1
+            return False
+
         while loop.time() < until:
             self.check_alive()
+            if self.driver_gone:
+                raise RuntimeError("the driver is gone")
+            if RESTART_EVERY > 0 and self.restart_task is None and \
+                    self.drive_clock() >= self.next_restart:
+                self.next_restart += RESTART_EVERY
+                kind = ("graceful", "kill")[len(self.stops) % 2]
+                self.restart_task = asyncio.ensure_future(
+                    self.restart(kind))
+            if self.restart_task is not None and self.restart_task.done():
+                await self.restart_done()
+                next_t = max(next_t, loop.time())
             tick += 1
-            self.send(None)
+            if not self.driver_ready or \
+                    self.driver_conn.transport.is_closing():
+                # The driver is away (a restart): it sends nothing.
+                FIG.c["ticks without the driver"] += 1
+                next_t += TICK
+                await asyncio.sleep(max(0, next_t - loop.time()))
+                continue
+            if room():
+                self.send(None)
             for _ in range(TARGETED):
                 slot = rng.choice(self.slots)
                 life = slot["life"]
-                if life is not None and life.sid is not None:
+                if life is not None and life.sid is not None and room():
                     self.send(life)
-            if tick % 7 == 0 and self.ended:
+            if tick % 7 == 0 and self.ended and room():
                 # A session that has logged out and been closed: 0.
                 self.send(rng.choice(self.ended))
-            if tick % FAIL_EVERY == 0:
+            if tick % FAIL_EVERY == 0 and room():
                 self.call("fail", [], "fail")
-            if tick % SPIN_EVERY == 0:
+            if tick % SPIN_EVERY == 0 and room():
                 self.call("spin", [], "spin")
-            if tick % SNAPSHOT_EVERY == 0:
+            if tick % SNAPSHOT_EVERY == 0 and room():
                 self.call("soak_count", [], "snapshot")
             next_t += TICK
             await asyncio.sleep(max(0, next_t - loop.time()))
+        self.drive_base = self.drive_clock()
+        self.drive_from = None
+        await self.restart_done()
 
     async def lag_meter(self):
         loop = asyncio.get_running_loop()
@@ -635,10 +1024,10 @@ class Soak:
         for _ in range(5):
             samples.append(self.rss_kb())
             await asyncio.sleep(0.2)
-        self.rss[label] = min(samples)
+        self.rss[label] = (self.gen, min(samples))
         self.lua_kb[label] = lua_kb
         print(f"soak: {label}: {SESSIONS + 1} sessions, RSS "
-              f"{self.rss[label] / 1024:.1f} MiB, Lua heap {lua_kb[0]:.0f} "
+              f"{self.rss[label][1] / 1024:.1f} MiB, Lua heap {lua_kb[0]:.0f} "
               f"KiB ({lua_kb[1]:.0f} KiB after a full collection)",
               flush=True)
 
@@ -651,7 +1040,7 @@ class Soak:
                     'collectgarbage("collect")\n'
                     'print(before, collectgarbage("count"))\n')
         proc = await asyncio.create_subprocess_exec(
-            HERALD, "run", "--socket", self.admin_socket, path,
+            self.herald, "run", "--socket", self.admin_socket, path,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         out, err = await asyncio.wait_for(proc.communicate(), 30)
         if proc.returncode != 0:
@@ -679,7 +1068,9 @@ class Soak:
                     FIG.problem("not acknowledged", f"{label}: id {msg_id} "
                                 f"pending for {list(pending)[:3]}")
                 if acked > queued or delivered > queued:
-                    FIG.problem("status", f"id {msg_id}: {row[:4]}")
+                    FIG.problem("status", f"{label}: id {msg_id}: "
+                                f"queued {queued}, delivered {delivered}, "
+                                f"acknowledged {acked}")
         return checked
 
     async def final_round(self):
@@ -714,6 +1105,7 @@ class Soak:
         self.load_on = asyncio.Event()
         self.load_on.set()
         self.started = time.monotonic()
+        self.drive_from = None
         helpers = [asyncio.ensure_future(self.lag_meter())]
         self.tasks = []
         try:
@@ -730,6 +1122,9 @@ class Soak:
         self.driver = Life("Driver")
         self.lives.append(self.driver)
         self.driver_conn = await self.connect(self.driver, watch=False)
+        if self.driver_conn is None:
+            raise RuntimeError("the driver was refused")
+        self.driver_ready = True
         results = asyncio.ensure_future(self.results())
         helpers.append(results)
         self.tasks = [asyncio.ensure_future(self.slot(i))
@@ -751,6 +1146,16 @@ class Soak:
         # remembers (the newest 1024).
         last = [r["id"] for r in self.sends if r["id"] is not None][-1000:]
         FIG.c["status checked"] += await self.check_pending(last, "load")
+        # And the 300 messages on either side of each restart that the
+        # server (its state file) still knows.
+        answered = sorted(r["id"] for r in self.sends if r["id"] is not None)
+        around = set()
+        for stop in self.restarts:
+            i = bisect.bisect_right(answered, stop["floor"])
+            around.update(answered[max(0, i - 300):i + 300])
+        around.difference_update(last)
+        FIG.c["status checked around restarts"] += await self.check_pending(
+            sorted(around), "around a restart")
         await self.final_round()
         # Every slot idles (quiesced): end them, then log every one out.
         self.stopping = True
@@ -768,6 +1173,7 @@ class Soak:
     # --- the verdict -----------------------------------------------------
 
     def verify(self):
+        by_callno = {r["callno"]: r for r in self.sends}
         sends = [r for r in self.sends if r["id"] is not None]
         bcast = sorted((r for r in sends if r["life"] is None),
                        key=lambda r: r["call_seq"])
@@ -778,6 +1184,9 @@ class Soak:
             got = life.got
             gotset = set(got)
             verifiable = life.kind in ("open", "bye")
+            unverifiable = "unverifiable (abandoned)" if \
+                life.kind in ("abandoned", "lost") else \
+                "unverifiable (bye cut by a restart)"
             # Broadcasts: from the first whose call follows the welcome.
             i = bisect.bisect_right(calls, life.welcome_seq)
             for r in bcast[i:]:
@@ -791,7 +1200,7 @@ class Soak:
                                         f"({life.kind}, {life.resumes} "
                                         f"resumes): broadcast {r['id']}")
                         else:
-                            FIG.c["unverifiable (abandoned)"] += 1
+                            FIG.c[unverifiable] += 1
             # Nothing from before the session existed.
             j = bisect.bisect_left(calls, life.hello_seq)
             early = {r["id"] for r in bcast[:j]
@@ -811,7 +1220,7 @@ class Soak:
                                         f"({life.kind}, {life.resumes} "
                                         f"resumes): targeted {r['id']}")
                         else:
-                            FIG.c["unverifiable (abandoned)"] += 1
+                            FIG.c[unverifiable] += 1
                 elif r["count"] != 1 and alive:
                     FIG.problem("wrong count", f"{life.name}: targeted "
                                 f"{r['id']} counted {r['count']} while "
@@ -825,6 +1234,17 @@ class Soak:
             for msg_id in got:
                 if msg_id not in ID_CALLNO:
                     FIG.problem("unknown message", f"{life.name}: {msg_id}")
+                    continue
+                rec = by_callno[ID_CALLNO[msg_id]]
+                if rec["life"] is not None and rec["life"] is not life:
+                    FIG.problem("wrong recipient", f"{life.name}: id "
+                                f"{msg_id}, sent to {rec['life'].name}")
+                if rec["id"] is None:  # its result was cut by a restart
+                    rec.setdefault("receivers", set()).add(life)
+                    rec["seen_id"] = msg_id
+            if life.restarts and verifiable:
+                FIG.c["verified across restarts"] += 1
+        self.verify_unanswered()
         # Broadcast counts: at least every session open at the time.
         opens = sorted(l.welcome_seq for l in self.lives if l.welcome_seq)
         ends = sorted(l.end_seq for l in self.lives if l.welcome_seq and
@@ -843,6 +1263,44 @@ class Soak:
             r["life"].closed_seq is not None and
             r["call_seq"] > r["life"].closed_seq)
 
+    def verify_unanswered(self):
+        """The sends whose result a restart cut: a message no session got
+        may never have been stored; one that some session got must have
+        reached every session it was for, like any other, and nothing
+        that began after the restart."""
+        self.unanswered_seen = []
+        for rec in self.unanswered:
+            FIG.c["unanswered sends"] += 1
+            receivers = rec.get("receivers")
+            if not receivers:
+                FIG.c["unanswered, never delivered"] += 1
+                continue
+            msg_id = rec["seen_id"]
+            self.unanswered_seen.append((msg_id, rec["callno"],
+                                         rec["life"] is None))
+            if rec["life"] is not None:
+                intended = [rec["life"]]
+            else:
+                # Open when it was called, and resumed after the restart
+                # (or ended later than it).
+                intended = [l for l in self.lives
+                            if l.welcome_seq is not None and
+                            l.welcome_seq < rec["call_seq"] and
+                            l.end_seq > rec["cut_seq"] and
+                            l.kind in ("open", "bye")]
+            missing = [l for l in intended if l not in receivers]
+            for l in missing:
+                FIG.problem("lost", f"{l.name} {l.sid} ({l.kind}, "
+                            f"{l.resumes} resumes): id {msg_id} (call "
+                            f"{rec['callno']}, its result cut by a "
+                            f"restart) reached {len(receivers)} others")
+            if not missing:
+                FIG.c["unanswered, delivered to all"] += 1
+            for l in receivers:
+                if l.hello_seq > rec["cut_seq"]:
+                    FIG.problem("before its session", f"{l.name}: id "
+                                f"{msg_id}, from before the restart")
+
     def server_log(self):
         with open(self.log_path, errors="replace") as f:
             log = f.read()
@@ -856,15 +1314,58 @@ class Soak:
 
     def report(self):
         c, p = FIG.c, FIG.problems
-        warm, end = self.rss.get("warm-up"), self.rss.get("end")
-        if warm and end:
-            growth = (end - warm) / warm
-            rss = (f"warm-up {warm / 1024:.1f} MiB, end {end / 1024:.1f} "
-                   f"MiB ({growth * 100:+.1f} %)")
+        # RSS: compared within one server's lifetime only.
+        by_gen = collections.defaultdict(list)
+        for label, (gen, kb) in self.rss.items():  # in time order
+            by_gen[gen].append((label, kb))
+        parts, compared = [], 0
+        for gen, points in sorted(by_gen.items()):
+            where = f" (lifetime {gen})" if self.restarts else ""
+            (l0, a), (l1, b) = points[0], points[-1]
+            if len(points) < 2:
+                parts.append(f"{l0} {a / 1024:.1f} MiB{where}")
+                continue
+            growth = (b - a) / a
+            compared += 1
+            parts.append(f"{l0} {a / 1024:.1f} MiB, {l1} {b / 1024:.1f} "
+                         f"MiB ({growth * 100:+.1f} %){where}")
             if growth > LEAK_LIMIT:
-                FIG.problem("leak", f"RSS {warm} kB -> {end} kB")
-        else:
-            rss = "not measured"
+                FIG.problem("leak", f"RSS {a} kB -> {b} kB{where}")
+        rss = "; ".join(parts) or "not measured"
+        if self.restarts and not compared:
+            rss += ("\n                       not compared: a restart "
+                    "starts RSS again, and no server lifetime had two "
+                    "measures (SOAK_PHASES)")
+        if self.restarts:
+            rss += ("\n                       under load before each "
+                    "restart: " + ", ".join(
+                        f"{st['rss'] / 1024:.1f}" if st["rss"] else "?"
+                        for st in self.restarts) + " MiB")
+        graceful = [st for st in self.restarts if st["kind"] == "graceful"]
+        kills = [st for st in self.restarts if st["kind"] == "kill"]
+        seen = getattr(self, "unanswered_seen", [])
+        ids = ", ".join(f"{i} (call {n}, {'broadcast' if b else 'targeted'})"
+                        for i, n, b in seen[:10]) + \
+            (", ..." if len(seen) > 10 else "")
+        restarts = "\n  restarts             off (SOAK_RESTART_SECONDS=0)" \
+            if RESTART_EVERY <= 0 else f"""
+  restarts             {len(self.restarts)}: {len(graceful)} graceful \
+(SIGTERM; exit 0: {sum(1 for st in graceful if st['exit'] == 0)}), \
+{len(kills)} kill -9; back in at most \
+{max((st['down'] for st in self.restarts), default=0):.2f} s \
+(every {RESTART_EVERY:g} s of load)
+  across restarts      {c['resumes across a restart']} resumes, \
+{c['verified across restarts']} sessions verified across them; \
+{c['reconnect frames']} reconnect frames, {c['handshakes cut by a restart']} \
+handshakes tried again, {c['byes cut by a restart']} byes cut, \
+{c['lost without reconnect at a graceful stop']} connections closed \
+without a reconnect at a graceful stop; resumes \
+refused: {p['resume refused after a restart']} in time, \
+{c['resumes too late after a restart']} too late
+  unanswered sends     {c['unanswered sends']} cut by a restart before \
+their result: {c['unanswered, delivered to all']} delivered to every \
+session they were for{(': ' + ids) if ids else ''}; \
+{c['unanswered, never delivered']} never delivered"""
         dups = p["duplicate or reordered on one connection"]
         print(f"""
 soak: {SESSIONS} sessions, {self.load_seconds:.0f} s ({WARMUP:.0f} s warm-up)
@@ -877,15 +1378,21 @@ closed sessions)
   messages received    {c['received']} frames, {c['received first']} \
 first arrivals, {c['redelivered']} again after a resume
   expected             {c['expected']}  (unverifiable, abandoned: \
-{c['unverifiable (abandoned)']})
+{c['unverifiable (abandoned)']}, bye cut by a restart: \
+{c['unverifiable (bye cut by a restart)']}){restarts}
   losses               {p['lost']}
   duplicates           {dups}
   out of order         {p['out of order']}
   calls                ok {c['calls ok']} ({c['snapshots']} snapshots \
 of every session), failed {c['calls failed']}, timed out \
-{c['calls timed out']}
-  acks                 {c['status checked']} message_status checked, \
-{p['not acknowledged']} not acknowledged
+{c['calls timed out']}, ended by a stop {c['calls ended by a stop']}, \
+cut by a restart {c['calls cut by a restart']}; slowest answer (but \
+spin's) \
+{self.slowest:.2f} s, {c['calls held back (max_calls_per_session)']} \
+held back (16 under way)
+  acks                 {c['status checked']} message_status checked \
+(+ {c['status checked around restarts']} around the restarts), \
+{p['not acknowledged']} not acknowledged, {p['status']} inconsistent
   RSS                  {rss}
   event loop lag       max {self.lag:.2f} s; server log warnings \
 {c['log warnings']}""")
@@ -947,7 +1454,8 @@ def main():
         except (RuntimeError, asyncio.TimeoutError) as e:
             FIG.problem("harness", f"{type(e).__name__}: {e}")
         soak.stop_server()
-        if "server died" not in FIG.problems:
+        if "server died" not in FIG.problems and \
+                "restart failed" not in FIG.problems:
             # After a crash every session lost the rest: nothing to learn.
             soak.verify()
         soak.server_log()
