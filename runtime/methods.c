@@ -283,6 +283,13 @@ static int l_keep(lua_State *L) {
   return 0;
 }
 
+/* Says where the server looked, relative to the scripts folder only: the
+ * server's own paths stay out of what a remote user reads. */
+static void unknown_method(char *why, size_t whylen, const char *name) {
+  snprintf(why, whylen, "unknown method '%s' (no file methods/%s.lua in "
+           "the scripts folder)", name, name);
+}
+
 /*
  * Pushes the function a call of method name runs, and returns how many
  * values it pushed before the call's own arguments: the kept function (1),
@@ -300,7 +307,7 @@ static int push_method(server_t *srv, lua_State *L, const char *name,
   struct stat st;
 
   if (slen + nlen + 14 > sizeof(path)) {
-    snprintf(why, whylen, "unknown method '%s'", name);
+    unknown_method(why, whylen, name);
     return -1;
   }
   /* scripts + "/methods/" + name + ".lua", without printf's cost. */
@@ -310,7 +317,7 @@ static int push_method(server_t *srv, lua_State *L, const char *name,
   memcpy(path + slen + 9 + nlen, ".lua", 5);
   if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
     cache_forget(L, name);
-    snprintf(why, whylen, "unknown method '%s'", name);
+    unknown_method(why, whylen, name);
     return -1;
   }
   e = cache_find(name);

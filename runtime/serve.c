@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../modules/audit.h"
@@ -84,6 +85,19 @@ static int parse_opts(int argc, char **argv, serve_opts_t *o) {
   return 0;
 }
 
+/* A missing scripts folder is not an error (methods and job scripts may be
+ * added later, and a server may live on the configuration's functions),
+ * but it usually is a mistake: say so at start. */
+static void warn_scripts(const char *dir) {
+  struct stat st;
+  if (stat(dir, &st) < 0)
+    log_warn("scripts folder %s does not exist: no method can be called "
+             "and no job script found", dir);
+  else if (!S_ISDIR(st.st_mode))
+    log_warn("scripts folder %s is not a folder: no method can be called "
+             "and no job script found", dir);
+}
+
 /* The configuration: defaults, then the file, then the command line. */
 static int load_config(const serve_opts_t *o, config_t *cfg) {
   char err[1024];
@@ -116,6 +130,7 @@ static int load_config(const serve_opts_t *o, config_t *cfg) {
   }
   if (file != NULL)
     log_info("configuration %s", file);
+  warn_scripts(cfg->scripts);
   return 0;
 }
 

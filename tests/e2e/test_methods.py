@@ -7,6 +7,7 @@ Each test writes the method files it needs into a temporary scripts folder
 of its own (FOLDER/methods/NAME.lua) and starts the real server on it."""
 import json
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -283,13 +284,34 @@ class RefusedAndBroken(MethodsTest):
     def test_unknown_method(self):
         srv = self.start(self.folder())
         w = srv.wire("Vanessa")
-        err = self.failed(self.call(w, "nosuch"))
-        self.assertIn("unknown method", err)
-        self.assertIn("nosuch", err)
+        frame = self.call(w, "nosuch")
+        err = self.failed(frame)
+        self.assertEqual(frame.get("code"), "unknown_method", frame)
+        # Where the server looked, relative to the scripts folder only.
+        self.assertEqual(err, "unknown method 'nosuch' (no file "
+                              "methods/nosuch.lua in the scripts folder)")
         r = srv.cli("call", "nosuch")
         self.assertEqual(r.returncode, 1)
-        self.assertIn("unknown method", r.stderr)
+        self.assertIn("unknown method 'nosuch' (no file methods/nosuch.lua "
+                      "in the scripts folder)", r.stderr)
         self.assertEqual(r.stdout, "")
+
+    def test_a_missing_scripts_folder_is_a_warning_at_start(self):
+        d = tempfile.mkdtemp(prefix="herald-methods-")
+        self.addCleanup(shutil.rmtree, d, ignore_errors=True)
+        missing = os.path.join(d, "nosuch")
+        srv = self.start(missing)
+        srv.wait_log(r"warn: scripts folder " + re.escape(missing) +
+                     r" does not exist: no method can be called and no "
+                     r"job script found")
+        # A warning, not a refusal: the server serves.
+        w = srv.wire("Vanessa")
+        self.assertIn("methods/echo.lua", self.failed(self.call(w, "echo")))
+        self.assertEqual(srv.lua("print(1 + 1)"), "2\n")
+        # An existing folder gets no such warning.
+        other = self.start(self.folder(echo=ECHO))
+        other.lua("print(1)")
+        self.assertNotIn("scripts folder", other.log.text())
 
     def test_refused_names_run_nothing(self):
         d = self.folder(ok='return function() return "ok" end\n')
