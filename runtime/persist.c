@@ -24,15 +24,19 @@ int persist_message(state_t *st, const outbuf_t *b, const char *target,
 }
 
 void persist_pending(state_t *st, const session_t *s, int64_t last_msg_id) {
-  /* At most max_pending ids of 20 digits and a comma each. */
-  size_t cap = (size_t)s->pend_count * 21 + 1, n = 0;
+  /* At most max_pending ids of 20 digits, a 'w' and a comma each. */
+  size_t cap = (size_t)s->pend_count * 22 + 1, n = 0;
   char *list = malloc(cap);
   if (list == NULL)
     return; /* written next time: a message may be sent twice, never lost */
   list[0] = '\0';
-  for (uint32_t i = 0; i < s->pend_count; i++)
-    n += (size_t)snprintf(list + n, cap - n, "%s%lld", i > 0 ? "," : "",
-                          (long long)session_pend_at((session_t *)s, i)->id);
+  /* "12w": message 12, already written to the socket (counted as
+   * delivered: its re-send after the restart is not counted again). */
+  for (uint32_t i = 0; i < s->pend_count; i++) {
+    const session_pending_t *e = session_pend_at((session_t *)s, i);
+    n += (size_t)snprintf(list + n, cap - n, "%s%lld%s", i > 0 ? "," : "",
+                          (long long)e->id, e->written ? "w" : "");
+  }
   state_set_pending(st, s->id, list, last_msg_id);
   free(list);
 }
@@ -43,6 +47,7 @@ void persist_pending(state_t *st, const session_t *s, int64_t last_msg_id) {
 typedef struct restored {
   session_t *s;
   int64_t *ids; /* the ids listed when it was written, ascending */
+  char *written; /* whether each had been written to its socket */
   size_t nids, cursor;
   int64_t as_of; /* and every message for it above this one */
 } restored_t;
@@ -59,25 +64,28 @@ typedef struct restore {
   int failed;
 } restore_t;
 
-static int64_t *parse_ids(const char *list, size_t *n) {
+/* The pending list "12w,15" into e's ids and written flags. */
+static void parse_ids(restored_t *e, const char *list) {
   size_t cap = 1;
-  int64_t *ids;
+  e->nids = 0;
   for (const char *p = list; *p != '\0'; p++)
     cap += *p == ',';
-  ids = malloc(cap * sizeof(*ids));
-  *n = 0;
-  if (ids == NULL)
-    return NULL;
+  e->ids = malloc(cap * sizeof(*e->ids));
+  e->written = malloc(cap);
+  if (e->ids == NULL || e->written == NULL)
+    return;
   for (const char *p = list; *p != '\0';) {
     char *end;
     long long v = strtoll(p, &end, 10);
     if (end == p)
       break;
-    if (*n == 0 || v > ids[*n - 1])
-      ids[(*n)++] = v;
-    p = *end == ',' ? end + 1 : end;
+    if (e->nids == 0 || v > e->ids[e->nids - 1]) {
+      e->ids[e->nids] = v;
+      e->written[e->nids++] = *end == 'w';
+    }
+    p = end + (*end == 'w');
+    p += *p == ',';
   }
-  return ids;
 }
 
 static void on_session_row(void *data, const state_session_t *row) {
@@ -115,21 +123,26 @@ static void on_session_row(void *data, const state_session_t *row) {
   }
   e = &r->all[r->count++];
   e->s = s;
-  e->ids = parse_ids(row->pending, &e->nids);
+  parse_ids(e, row->pending);
   e->cursor = 0;
   e->as_of = row->pending_as_of;
 }
 
-/* Whether message m is one restored session e still owes an ack for. */
+/* Whether message m is one restored session e still owes an ack for: 0,
+ * 1, or 2 when it had already been written to e's socket. A message
+ * newer than e's list is taken as written when the message's counters
+ * say every delivery happened (so delivered never passes queued). */
 static int owes(restored_t *e, const state_message_t *m) {
   if (m->target != NULL ? strcmp(m->target, e->s->id) != 0
                         : m->id < e->s->first_msg_id)
     return 0;
   if (m->id > e->as_of)
-    return 1;
+    return m->delivered >= m->queued ? 2 : 1;
   while (e->cursor < e->nids && e->ids[e->cursor] < m->id)
     e->cursor++;
-  return e->cursor < e->nids && e->ids[e->cursor] == m->id;
+  if (e->cursor >= e->nids || e->ids[e->cursor] != m->id)
+    return 0;
+  return e->written[e->cursor] ? 2 : 1;
 }
 
 static void on_message_row(void *data, const state_message_t *m) {
@@ -137,7 +150,8 @@ static void on_message_row(void *data, const state_message_t *m) {
   outbuf_t *b = NULL;
   for (size_t i = 0; i < r->count && !r->failed; i++) {
     restored_t *e = &r->all[i];
-    if (!owes(e, m))
+    int owed = owes(e, m);
+    if (owed == 0)
       continue;
     if (b == NULL) {
       b = proto_message(r->L, m->id, m->text, m->len, m->sent_ms);
@@ -151,6 +165,8 @@ static void on_message_row(void *data, const state_message_t *m) {
     }
     if (session_pend_push(e->s, m->id, b, r->max_pending, r->max_bytes) < 0)
       r->skipped++;
+    else
+      session_pend_at(e->s, e->s->pend_count - 1)->written = owed == 2;
   }
   if (b != NULL)
     r->keep(r->data, b);
@@ -194,8 +210,10 @@ long persist_restore(state_t *st, session_table_t *t, lua_State *L,
              "max_outbound_bytes were not restored", r.skipped);
   n = (long)r.count;
 done:
-  for (size_t i = 0; i < r.count; i++)
+  for (size_t i = 0; i < r.count; i++) {
     free(r.all[i].ids);
+    free(r.all[i].written);
+  }
   free(r.all);
   return n;
 }

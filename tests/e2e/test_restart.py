@@ -511,6 +511,32 @@ class KillNine(RestartTest):
         self.assertGreater(c, b)
 
 
+    def test_a_resend_after_a_restart_is_not_delivered_twice(self):
+        srv = self.start()
+        port = srv.port
+        w = srv.wire("Slow")
+        sid, token = w.welcome["sessionID"], w.welcome["resumeToken"]
+        _, mid = send(srv, "not acknowledged yet", sid)
+        self.assertEqual(w.recv_type("message")["id"], mid)
+        wait_until(lambda: message_status(srv, mid)["delivered"] == 1,
+                   what="delivered once")
+        for how in ("graceful", "kill -9"):
+            if how == "graceful":
+                self.assertEqual(srv.stop(), 0)
+            else:
+                srv.proc.send_signal(signal.SIGKILL)
+                srv.proc.wait()
+            srv = self.start(port=port)
+            back = srv.wire()
+            frame = back.hello("Slow", resume={"sessionID": sid,
+                                               "token": token})
+            self.assertEqual(frame["type"], "welcome")
+            self.assertEqual(back.recv_type("message")["id"], mid)
+            st = message_status(srv, mid)
+            self.assertEqual((st["queued"], st["delivered"],
+                              st["acknowledged"]), (1, 1, 0), how)
+            w = back
+
     def test_a_postponed_session_keeps_only_the_rest_of_its_wait(self):
         # Restarts must not keep alive, forever, a session no client will
         # resume: its resume_timeout runs from when it lost its client.
