@@ -453,7 +453,7 @@ int auditcmd_main(int argc, char **argv) {
       fprintf(stderr, "herald: audit: --since: expected a date "
                       "(2026-11-30), a date and time in UTC "
                       "(2026-11-30T21:00) or a duration (30s, 10m, 2h, 7d), "
-                      "got '%s'\n", since_text);
+                      "got '%s'\nTry 'herald audit --help'.\n", since_text);
       return 2;
     }
     clock_format_iso8601(since_ms > 0 ? since_ms : 0, since, sizeof(since));

@@ -44,6 +44,37 @@ static void call_usage(void) {
     "before the result came (the call may or may not have run).\n");
 }
 
+/* A usage error's last line, the same for every command. */
+static int usage_error(void) {
+  fputs("Try 'herald call --help'.\n", stderr);
+  return 2;
+}
+
+/*
+ * After an argument that is not JSON: the same text as a JSON string,
+ * quoted for a POSIX shell (herald call hello world -> '"world"'), unless
+ * it looks like an attempt at an array, an object or a string.
+ */
+static void hint_string(const char *arg) {
+  const char *s = arg;
+  while (isspace((unsigned char)*s)) s++;
+  if (*s == '[' || *s == '{' || *s == '"' || *arg == '\0')
+    return;
+  fputs("herald: call: hint: a string argument is JSON too: '\"", stderr);
+  for (s = arg; *s != '\0'; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '\'')
+      fputs("'\\''", stderr); /* ends the quote, a quote, reopens it */
+    else if (c == '"' || c == '\\')
+      fprintf(stderr, "\\%c", c);
+    else if (c < 0x20 || c == 0x7f)
+      fprintf(stderr, "\\u%04x", c);
+    else
+      fputc(c, stderr);
+  }
+  fputs("\"'\n", stderr);
+}
+
 /*
  * Decodes the JSON arguments into a new array table pushed on the stack
  * (PEER_EMPTY_ARRAY when there are none, so the frame says "args":[]). An
@@ -64,6 +95,7 @@ static int push_args(peer_t *p, int n, char **args) {
     if (peer_json_decode(p, s, strlen(s), why, sizeof(why)) < 0) {
       fprintf(stderr, "herald: call: argument %d is not valid JSON: %s\n",
               i + 1, why);
+      hint_string(s);
       lua_pop(L, 1);
       return -1;
     }
@@ -274,7 +306,7 @@ int callcmd_main(int argc, char **argv) {
   goto done;
 
 usage:
-  status = peer_usage_error("call");
+  status = usage_error();
 done:
   peer_free(p);
   free(args);

@@ -591,7 +591,8 @@ int client_main(int argc, char **argv) {
   goto done;
 
 usage:
-  status = peer_usage_error("client");
+  fputs("Try 'herald client --help'.\n", stderr); /* as every command */
+  status = 2;
 done:
   peer_free(c->p);
   free(c);

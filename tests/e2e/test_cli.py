@@ -80,6 +80,62 @@ class Standalone(unittest.TestCase):
                 self.assertEqual(r.stdout, "")
                 self.assertTrue(r.stderr.startswith("herald: "), r.stderr)
 
+    def test_every_usage_error_ends_with_one_try_line(self):
+        # One form everywhere: the error, then "Try 'herald COMMAND
+        # --help'." on a line of its own, last.
+        for args in (["call"], ["call", "--bogus", "whoami"],
+                     ["call", "whoami", "--timeout", "abc"],
+                     ["client", "--bogus"], ["client", "extra"],
+                     ["client", "--give-up", "x"],
+                     ["run"], ["run", "--bogus", "x.lua"],
+                     ["console", "--bogus"], ["console", "extra"],
+                     ["audit", "--since", "yesterday"], ["audit", "extra"],
+                     ["user"], ["user", "--bogus"], ["user", "frob", "x"],
+                     ["cert"], ["cert", "--bogus"],
+                     ["serve", "--bogus"], ["serve", "extra"],
+                     ["frobnicate"]):
+            with self.subTest(args=args):
+                r = self.herald(*args)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                lines = r.stderr.splitlines()
+                cmd = "herald" if args == ["frobnicate"] else \
+                    f"herald {args[0]}"
+                self.assertGreaterEqual(len(lines), 2, r.stderr)
+                self.assertTrue(lines[0].startswith("herald: "), r.stderr)
+                self.assertEqual(lines[-1], f"Try '{cmd} --help'.")
+                self.assertEqual(r.stderr.lower().count("try '"), 1,
+                                 r.stderr)
+
+    def test_call_suggests_quoting_an_argument_that_is_not_json(self):
+        r = self.herald("call", "hello", "world")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertEqual(r.stdout, "")
+        lines = r.stderr.splitlines()
+        self.assertEqual(len(lines), 2, r.stderr)
+        self.assertTrue(lines[0].startswith(
+            "herald: call: argument 1 is not valid JSON: "), r.stderr)
+        self.assertEqual(lines[1], "herald: call: hint: a string argument "
+                                   "is JSON too: '\"world\"'")
+        # The suggestion is shell-quoted and JSON-escaped: pasted back, it
+        # is the argument meant.
+        for arg in ("it's", 'say "hi"', "a\\b", "1.2.3"):
+            with self.subTest(arg=arg):
+                r = self.herald("call", "hello", "1", arg)
+                self.assertIn("argument 2 is not valid JSON", r.stderr)
+                hint = r.stderr.splitlines()[-1]
+                prefix = "herald: call: hint: a string argument is JSON too: "
+                self.assertTrue(hint.startswith(prefix), r.stderr)
+                echoed = subprocess.run(
+                    ["sh", "-c", "printf %s " + hint[len(prefix):]],
+                    capture_output=True, text=True).stdout
+                self.assertEqual(json.loads(echoed), arg)
+        # What looks like a broken array, object or string gets no hint.
+        for arg in ("[1,", "{not json", '"open'):
+            with self.subTest(arg=arg):
+                r = self.herald("call", "hello", arg)
+                self.assertEqual(r.returncode, 2)
+                self.assertNotIn("hint", r.stderr)
+
     def test_no_command_exits_2_with_usage(self):
         r = self.herald()
         self.assertEqual(r.returncode, 2)
