@@ -62,7 +62,8 @@ static size_t utf8_length(const unsigned char *s) {
 }
 
 /*
- * Replaces, in place, each control character by one '?': C0 but the tab,
+ * Replaces, in place, each control character by one '?': C0 but the tab
+ * and the newline (log_msg makes the lines of a message lines of the log),
  * DEL, and C1 (U+0080..U+009F, two bytes in UTF-8), which some terminals
  * obey as they would ESC and a letter (U+009B is CSI, ESC [). A byte that
  * belongs to no well-formed UTF-8 sequence becomes '?' too: a lone 0x9B is
@@ -73,7 +74,9 @@ static void defuse(char *text) {
 
   while (*in != '\0') {
     size_t n = *in < 0x80 ? 1 : utf8_length(in);
-    if (n == 0 || (n == 1 && ((*in < 0x20 && *in != '\t') || *in == 0x7f)) ||
+    if (n == 0 ||
+        (n == 1 && ((*in < 0x20 && *in != '\t' && *in != '\n') ||
+                    *in == 0x7f)) ||
         (n == 2 && in[0] == 0xC2 && in[1] < 0xA0)) {
       *out++ = '?';
       in += n > 0 ? n : 1;
@@ -86,9 +89,25 @@ static void defuse(char *text) {
   *out = '\0';
 }
 
+static void write_line(const char *line) {
+  if (writer != NULL) {
+    writer(line, writer_data);
+  } else {
+    fprintf(stderr, "%s\n", line);
+    fflush(stderr);
+  }
+}
+
+/*
+ * One log line per line of the message: a traceback stays readable. The
+ * lines after the first have the same time and level, and two spaces more,
+ * so that none can pass for a record of its own: a newline in a name a
+ * remote user chose starts such a continuation line, never a new record.
+ */
 void log_msg(log_level_t level, const char *fmt, ...) {
-  char line[2048];
+  char msg[8192], line[8192 + 64];
   size_t n;
+  const char *at, *nl;
   va_list ap;
 
   if (level < min_level)
@@ -97,15 +116,21 @@ void log_msg(log_level_t level, const char *fmt, ...) {
   n += (size_t)snprintf(line + n, sizeof(line) - n, " %s: ",
                         level_names[level]);
   va_start(ap, fmt);
-  vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
   /* Names come from remote users: a control character in one must not
    * start a forged log line or drive the terminal. */
-  defuse(line + n);
-  if (writer != NULL) {
-    writer(line, writer_data);
-  } else {
-    fprintf(stderr, "%s\n", line);
-    fflush(stderr);
+  defuse(msg);
+  for (at = msg;; at = nl + 1) {
+    size_t len;
+    nl = strchr(at, '\n');
+    len = nl != NULL ? (size_t)(nl - at) : strlen(at);
+    if (at != msg && nl == NULL && len == 0)
+      break; /* a message that ends with a newline: no empty last line */
+    snprintf(line + n, sizeof(line) - n, "%s%.*s", at == msg ? "" : "  ",
+             (int)len, at);
+    write_line(line);
+    if (nl == NULL)
+      break;
   }
 }

@@ -16,12 +16,15 @@
 #include "log.h"
 
 static char last[4096];
+static char all[8][4096];
 static int lines;
 
-/* The writer: keeps the last line. */
+/* The writer: keeps the last line, and the first 8 in all. */
 static void keep(const char *line, void *data) {
   (void)data;
   snprintf(last, sizeof(last), "%s", line);
+  if (lines < 8)
+    snprintf(all[lines], sizeof(all[lines]), "%s", line);
   lines++;
 }
 
@@ -56,8 +59,53 @@ static void test_plain_text_is_kept(void **state) {
 
 static void test_c0_and_del_become_question_marks(void **state) {
   (void)state;
-  assert_string_equal(logged("evil\nFORGED error: x\r\x1b[2J\x7f\x01"),
+  assert_string_equal(logged("evil\rFORGED error: x\r\x1b[2J\x7f\x01"),
                       "evil?FORGED error: x??[2J??");
+  assert_string_equal(logged("\x0b\x0c\x08\x1f\x00"), "????");
+}
+
+/* The prefix of line i of the last message: time and level. */
+static size_t prefix_len(int i) {
+  const char *colon = strstr(all[i], ": ");
+  assert_non_null(colon);
+  return (size_t)(colon - all[i]) + 2;
+}
+
+static void test_each_line_of_a_message_is_a_log_line(void **state) {
+  (void)state;
+  lines = 0;
+  log_msg(LOG_ERROR, "job %s failed: %s", "fail.lua",
+          "fail.lua:2: disk full\nstack traceback:\n\t[C]: in function "
+          "'error'\n\tfail.lua:2: in main chunk\n");
+  assert_int_equal(lines, 4); /* no empty line for the last newline */
+  assert_non_null(strstr(all[0], " error: job fail.lua failed: "
+                                 "fail.lua:2: disk full"));
+  assert_string_equal(all[1] + prefix_len(0), "  stack traceback:");
+  assert_string_equal(all[2] + prefix_len(0), "  \t[C]: in function 'error'");
+  assert_string_equal(all[3] + prefix_len(0),
+                      "  \tfail.lua:2: in main chunk");
+  for (int i = 1; i < 4; i++) /* the same time and level */
+    assert_memory_equal(all[i], all[0], prefix_len(0));
+  /* Every other control character is still defused on each line. */
+  lines = 0;
+  log_msg(LOG_INFO, "a\x1b[2J\nb\r\xc2\x9b" "c\n\nd");
+  assert_int_equal(lines, 4);
+  assert_string_equal(all[0] + prefix_len(0), "a?[2J");
+  assert_string_equal(all[1] + prefix_len(0), "  b??c");
+  assert_string_equal(all[2] + prefix_len(0), "  ");
+  assert_string_equal(all[3] + prefix_len(0), "  d");
+}
+
+/* A newline in a name a remote user chose cannot start a record: what
+ * follows it is an indented continuation of the server's line. */
+static void test_a_newline_cannot_forge_a_record(void **state) {
+  (void)state;
+  lines = 0;
+  log_msg(LOG_INFO, "session %s opened", "evil\nFORGED error: x");
+  assert_int_equal(lines, 2);
+  assert_non_null(strstr(all[0], " info: session evil"));
+  assert_memory_equal(all[1], all[0], prefix_len(0));
+  assert_string_equal(all[1] + prefix_len(0), "  FORGED error: x opened");
 }
 
 static void test_c1_becomes_one_question_mark(void **state) {
@@ -97,6 +145,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_plain_text_is_kept),
     cmocka_unit_test(test_c0_and_del_become_question_marks),
+    cmocka_unit_test(test_each_line_of_a_message_is_a_log_line),
+    cmocka_unit_test(test_a_newline_cannot_forge_a_record),
     cmocka_unit_test(test_c1_becomes_one_question_mark),
     cmocka_unit_test(test_other_characters_are_kept),
     cmocka_unit_test(test_bytes_outside_utf8_become_question_marks),
