@@ -137,7 +137,26 @@ static void send_frame(session_t *s, outbuf_t *b) {
  */
 static void flush_state(server_t *srv);
 
-static void end_session(server_t *srv, session_t *s) {
+/* How long ago ms (wall clock) was, for a log line: "0.02 s", "3 min 5 s",
+ * "2 h 10 min". */
+static void format_age(int64_t ms, char *buf, size_t len) {
+  int64_t age = clock_wall_ms() - ms, sec;
+  if (age < 0)
+    age = 0;
+  sec = age / 1000;
+  if (sec < 60)
+    snprintf(buf, len, "%.2f s", (double)age / 1000);
+  else if (sec < 3600)
+    snprintf(buf, len, "%d min %d s", (int)(sec / 60), (int)(sec % 60));
+  else
+    snprintf(buf, len, "%lld h %d min", (long long)(sec / 3600),
+             (int)(sec % 3600 / 60));
+}
+
+/* Ends session s; how is "closed", or "logged out" after its bye: one log
+ * line either way, with how long the session lived. */
+static void end_session_as(server_t *srv, session_t *s, const char *how) {
+  char age[32];
   s->closing = 1;
   if (srv->fanout) {
     srv->fanout_ended++;
@@ -156,9 +175,14 @@ static void end_session(server_t *srv, session_t *s) {
     s->conn = NULL;
   }
   /* At a stop that keeps sessions, they are not closed for anyone. */
-  log_msg(srv->keeping ? LOG_DEBUG : LOG_INFO, "session %s (%s) closed",
-          s->id, s->user_name);
+  format_age(s->created_ms, age, sizeof(age));
+  log_msg(srv->keeping ? LOG_DEBUG : LOG_INFO, "session %s (%s) %s after %s",
+          s->id, s->user_name, how, age);
   session_remove(srv->sessions, s);
+}
+
+static void end_session(server_t *srv, session_t *s) {
+  end_session_as(srv, s, "closed");
 }
 
 /* Ends session s with a drop frame that tells its client why. */
@@ -326,8 +350,7 @@ static int handle_frame(lua_State *L) {
   case PROTO_PONG:
     break;
   case PROTO_BYE:
-    log_info("session %s (%s) logged out", s->id, s->user_name);
-    end_session(srv, s);
+    end_session_as(srv, s, "logged out");
     break;
   case PROTO_HELLO:
     send_error(srv, c, "bad_frame", "already greeted: hello is only the "

@@ -3,6 +3,7 @@
 statuses."""
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -387,6 +388,20 @@ print(s.userName, s.machineName, s.systemUserName, s.hostType)""")
 class Call(HeraldTest):
     def setUp(self):
         self.srv = self.server()
+
+    def test_a_call_logs_its_session_in_two_lines(self):
+        # Opened, then one line for the bye and the close, with how long
+        # the session lived: not three lines for every herald call.
+        r = self.srv.cli("call", "--user", "Brief", "whoami")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        line = self.srv.wait_log(r"\(Brief\) logged out after \d+\.\d\d s$")
+        sid = re.search(r"session ([0-9A-F]{32}) ", line).group(1)
+        mine = [l for l in self.srv.log.text().splitlines()
+                if sid in l and " info: " in l]
+        self.assertEqual(len(mine), 2, mine)
+        self.assertRegex(mine[0], rf" info: session {sid} opened: Brief@")
+        self.assertRegex(mine[1], rf" info: session {sid} \(Brief\) "
+                                  r"logged out after \d+\.\d\d s$")
 
     def test_whoami(self):
         r = self.srv.cli("call", "--user", "Caller", "whoami")
