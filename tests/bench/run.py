@@ -9,7 +9,16 @@ PID, and writes into build/bench/:
                    for Redis, their ratio, the target, met or missed
     fanout.png     fan-out latency against N for both (gnuplot)
     results.json   every figure and every loadgen line behind it
-    herald.log, herald-tls.log, redis.log   the servers' own logs
+    herald.log, herald-tls.log, herald-state.log, redis.log
+                   the servers' own logs
+
+Which herald runs with which configuration: every herald gets its own
+folder, port, admin socket and log, and the same `max_sessions`. The
+plain herald, the one compared with Redis, has `state = false` (no state
+database, as in the figures from before herald had one); the herald with
+TLS has `state = false` too; the herald with the state database has
+`state = "<its folder>/herald.db"` (herald's defaults otherwise: WAL,
+synchronous=NORMAL).
 
 The cost of TLS: a second herald serves TLS (`tls = {...}` with a pair
 made by `herald cert` in its temporary folder, its own port and admin
@@ -17,6 +26,13 @@ socket), and loadgen --tls drives it in the fan-out at the largest N and in
 the calls with many connections, its runs interleaved with the plaintext
 herald's. Those two rows compare herald with TLS to herald in plaintext
 from the same run (Redis is not involved).
+
+The cost of the state database: a third herald has `state` set, and is
+measured like the herald with TLS (fan-out at the largest N, calls with
+many connections, in the same loops, the order alternating), and in the
+connect-and-greet runs (each new session is one transaction: a row for
+information, without a target). Those rows compare it with the plain
+herald (`state = false`) from the same run.
 
 Each figure is the median of several rounds after a warm-up. Runs of the
 two servers alternate (herald first, then Redis first) so that a drift of
@@ -29,7 +45,12 @@ is met (the report says which); 1 when some figure could not be measured
 happened, with the server's last log lines); 2 when the benchmark cannot
 start at all (a missing binary, a server that does not come up).
 
-Usage: python3 tests/bench/run.py [--quick] [--out DIR]
+--only state runs just the state database's rows and their plaintext
+twins (the plain herald and the herald with the state database; no Redis,
+no TLS): fan-out at the largest N, calls with many connections, connect
+and greet.
+
+Usage: python3 tests/bench/run.py [--quick] [--only state] [--out DIR]
 """
 import argparse
 import datetime
@@ -53,6 +74,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
 
 # The two TLS rows: herald with TLS against herald in plaintext, same run.
 TLS_TARGET = 1.15
+# The two state database rows: herald with `state` set against herald with
+# `state = false`, same run.
+STATE_TARGET = 1.15
 
 FULL = {
     "fanout_n": [1000, 5000, 10000],
@@ -272,20 +296,27 @@ class Server:
 class Herald(Server):
     """herald serve in workdir; with tls, a certificate and key are made
     there first with `herald cert` and the configuration serves TLS, and
-    loadgen is told to trust that certificate (tls_ca)."""
+    loadgen is told to trust that certificate (tls_ca). state: the path of
+    its state database, or None for `state = false`."""
 
     def __init__(self, binary, log_path, workdir, nofile, max_sessions,
-                 tls=False):
-        super().__init__("herald", "herald with TLS" if tls else "herald",
-                         log_path, workdir, nofile,
-                         "herald_tls" if tls else "herald")
+                 tls=False, state=None):
+        if tls:
+            name, label = "herald_tls", "herald with TLS"
+        elif state:
+            name, label = "herald_state", "herald with the state database"
+        else:
+            name, label = "herald", "herald"
+        super().__init__("herald", label, log_path, workdir, nofile, name)
         self.binary = binary
         self.conf = os.path.join(workdir, "herald.conf.lua")
         self.sock = os.path.join(workdir, "admin.sock")
         self.max_sessions = max_sessions
         self.tls_ca = None
+        self.state = state
         lines = ["-- written by tests/bench/run.py",
-                 "max_sessions = %d" % max_sessions]
+                 "max_sessions = %d" % max_sessions,
+                 'state = "%s"' % state if state else "state = false"]
         if tls:
             certdir = os.path.join(workdir, "cert")
             try:
@@ -303,6 +334,10 @@ class Herald(Server):
                 self.tls_ca, os.path.join(certdir, "server.key")))
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n")
+
+    def config_text(self):
+        with open(self.conf) as f:
+            return f.read()
 
     def argv(self):
         return [self.binary, "serve", "--config", self.conf,
@@ -488,6 +523,12 @@ class Bench:
         self.notes = []
         self.servers = {}
         self.nofile = None
+        self.state_fs = None
+        self.state_db_size = None
+        self.herald_configs = []
+        # --only state: the plain herald and the herald with the state
+        # database, in the state rows' loops only
+        self.only_state = getattr(args, "only", None) == "state"
 
     # -- servers
 
@@ -509,14 +550,19 @@ class Bench:
         rdir = os.path.join(self.workdir, "redis")
         os.makedirs(hdir)
         os.makedirs(rdir)
-        for name in ("herald.log", "herald-tls.log", "redis.log"):
+        for name in ("herald.log", "herald-tls.log", "herald-state.log",
+                     "redis.log"):
             open(os.path.join(self.out, name), "w").close()
+        # state = false, said explicitly: the figures compared with Redis
+        # (and with earlier reports) are those of herald without its state
+        # database; the herald with it is measured on its own rows.
         self.servers["herald"] = Herald(
             self.args.herald, os.path.join(self.out, "herald.log"), hdir,
             self.nofile, self.max_sessions)
-        self.servers["redis"] = Redis(
-            os.path.join(self.out, "redis.log"), rdir, self.nofile,
-            self.maxclients)
+        if not self.only_state:
+            self.servers["redis"] = Redis(
+                os.path.join(self.out, "redis.log"), rdir, self.nofile,
+                self.maxclients)
 
     def start_tls(self):
         """The herald with TLS, in a folder of its own (its certificate,
@@ -535,6 +581,25 @@ class Bench:
             self.failures["herald with TLS"] = str(e)
             log("FAILED: herald with TLS: %s" % e)
 
+    def start_state(self):
+        """The herald with the state database, in a folder of its own (its
+        configuration, admin socket and herald.db). When it cannot be set
+        up, its rows are recorded as not measured and the rest goes on."""
+        sdir = os.path.join(self.workdir, "herald-state")
+        os.makedirs(sdir)
+        try:
+            s = Herald(self.args.herald,
+                       os.path.join(self.out, "herald-state.log"), sdir,
+                       self.nofile, self.max_sessions,
+                       state=os.path.join(sdir, "herald.db"))
+            self.servers[s.name] = s
+            s.start()
+            self.state_fs = filesystem(sdir)
+        except SetupError as e:
+            self.servers.pop("herald_state", None)
+            self.failures["herald with the state database"] = str(e)
+            log("FAILED: herald with the state database: %s" % e)
+
     def restart(self, kind, why):
         s = self.servers[kind]
         note = s.stop()
@@ -552,14 +617,18 @@ class Bench:
                 self.notes.append(note)
                 log(note)
 
-    def order(self, rep, tls=False):
+    def order(self, rep, tls=False, state=False):
         """Alternate which server goes first, so drift weighs on both. With
-        tls (and a herald with TLS up), three: herald with TLS, herald,
-        Redis, then the reverse, so that herald and Redis keep their
-        alternation and TLS and plaintext herald alternate too."""
-        pair = [self.servers["herald"], self.servers["redis"]]
-        if tls and "herald_tls" in self.servers:
-            pair.insert(0, self.servers["herald_tls"])
+        tls and state (each when that herald is up), up to four: herald
+        with TLS, herald with the state database, herald, Redis, then the
+        reverse, so that herald and Redis keep their alternation and the
+        TLS and state heralds alternate with the plain one too."""
+        names = ["herald", "redis"]
+        if state:
+            names.insert(0, "herald_state")
+        if tls:
+            names.insert(0, "herald_tls")
+        pair = [self.servers[n] for n in names if n in self.servers]
         return pair if rep % 2 == 0 else pair[::-1]
 
     def group(self, name, fn):
@@ -577,6 +646,25 @@ class Bench:
                     self.restart(kind, "it died during %s" % name)
             time.sleep(1)
         log("%s done in %.1f s" % (name, time.monotonic() - t))
+
+    def db_size(self):
+        """Bytes of the state database's files (herald.db, -wal, -shm) at
+        the end of the measurements, or None."""
+        s = self.servers.get("herald_state")
+        if s is None:
+            return None
+        total = 0
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                total += os.path.getsize(s.state + suffix)
+            except OSError:
+                pass
+        return total
+
+    def configs(self):
+        """Each herald's configuration file, as written, for the report."""
+        return [(s.label, s.config_text()) for s in self.servers.values()
+                if isinstance(s, Herald)]
 
     def put(self, key, kind, value):
         self.values.setdefault(key, {})[kind] = value
@@ -607,14 +695,15 @@ class Bench:
 
     def connect(self):
         c = self.cfg
-        times = {"herald": [], "redis": []}
+        times = {}
         total = c["connect_warmup_runs"] + c["connect_runs"]
         for rep in range(total):
-            for s in self.order(rep):
+            # the herald with the state database too (its informational row)
+            for s in self.order(rep, state=True):
                 line = self.loadgen.run(s, "connect", 120,
                                         clients=c["connect_n"])[-1]
                 if rep >= c["connect_warmup_runs"]:
-                    times[s.name].append(line["connect_ms"])
+                    times.setdefault(s.name, []).append(line["connect_ms"])
                 time.sleep(0.3)
         for kind, v in times.items():
             self.put("connect", kind, statistics.median(v))
@@ -622,14 +711,16 @@ class Bench:
     def fanout(self):
         c = self.cfg
         largest = max(c["fanout_n"])
-        for n in c["fanout_n"]:
+        for n in [largest] if self.only_state else c["fanout_n"]:
             rounds = c["fanout_rounds_max_n"] if n == largest \
                 else c["fanout_rounds"]
             first = {}
             last = {}
             for rep in range(c["fanout_runs"]):
-                # herald with TLS at the largest N only (its row)
-                for s in self.order(rep, tls=n == largest):
+                # herald with TLS and herald with the state database at the
+                # largest N only (their rows)
+                for s in self.order(rep, tls=n == largest,
+                                    state=n == largest):
                     first.setdefault(s.name, [])
                     last.setdefault(s.name, [])
                     # Rounds are spaced so that the server has taken the
@@ -653,30 +744,31 @@ class Bench:
                     self.put("fanout_p99", kind, pct(last[kind], 99))
                     self.put("fanout_rounds_pooled", kind, len(last[kind]))
             v = self.values["fanout_%d" % n]
-            log("  N=%d: herald %.2f ms, Redis %.2f ms%s" % (
-                n, v["herald"], v["redis"],
-                ", herald with TLS %.2f ms" % v["herald_tls"]
-                if "herald_tls" in v else ""))
+            log("  N=%d: %s" % (n, ", ".join(
+                "%s %.2f ms" % (self.servers[k].label, v[k])
+                for k in ("herald", "redis", "herald_tls", "herald_state")
+                if k in v)))
 
     def calls(self):
         c = self.cfg
         rate = {}
-        rtt = {"herald": [], "redis": []}
+        rtt = {}
         for rep in range(c["calls_runs"]):
-            # herald with TLS in the many-connection runs (its row)
-            for s in self.order(rep, tls=True):
+            # herald with TLS and herald with the state database in the
+            # many-connection runs (their rows)
+            for s in self.order(rep, tls=True, state=True):
                 line = self.loadgen.run(
                     s, "calls", c["calls_seconds"] + 60,
                     conns=c["calls_conns"], seconds=c["calls_seconds"],
                     warmup=1)[-1]
                 rate.setdefault(s.name, []).append(line["calls_per_s"])
                 time.sleep(0.3)
-        for rep in range(c["calls_runs"]):
+        for rep in range(0 if self.only_state else c["calls_runs"]):
             for s in self.order(rep):
                 line = self.loadgen.run(
                     s, "calls", c["calls_seconds"] + 60, conns=1,
                     seconds=c["calls_seconds"], warmup=1)[-1]
-                rtt[s.name].append(line["rtt_median_us"])
+                rtt.setdefault(s.name, []).append(line["rtt_median_us"])
                 time.sleep(0.3)
         for kind in rate:
             self.put("calls", kind, statistics.median(rate[kind]))
@@ -705,19 +797,29 @@ class Bench:
         try:
             for s in list(self.servers.values()):
                 s.start()
-            self.start_tls()
-            # First, on fresh servers: RSS growth is only meaningful before
-            # other loads have grown (and kept) the servers' heaps.
-            self.group("memory per idle session (N=%s, %d s idle)" % (
-                fmt_int(c["mem_n"]), c["mem_idle"]), self.memory)
+            if not self.only_state:
+                self.start_tls()
+            self.start_state()
+            self.herald_configs = self.configs()
+            if not self.only_state:
+                # First, on fresh servers: RSS growth is only meaningful
+                # before other loads have grown (and kept) the servers'
+                # heaps.
+                self.group("memory per idle session (N=%s, %d s idle)" % (
+                    fmt_int(c["mem_n"]), c["mem_idle"]), self.memory)
             self.group("connect and greet (N=%s)" % fmt_int(c["connect_n"]),
                        self.connect)
+            fan_n = [max(c["fanout_n"])] if self.only_state else \
+                c["fanout_n"]
             self.group("fan-out (N=%s)" % "/".join(
-                fmt_int(n) for n in c["fanout_n"]), self.fanout)
-            self.group("method calls (%d connections, then 1)" %
-                       c["calls_conns"], self.calls)
-            self.group("listing every session (N=%s)" % fmt_int(
-                c["list_n"]), self.listing)
+                fmt_int(n) for n in fan_n), self.fanout)
+            self.group("method calls (%d connections%s)" % (
+                c["calls_conns"], "" if self.only_state else ", then 1"),
+                self.calls)
+            if not self.only_state:
+                self.group("listing every session (N=%s)" % fmt_int(
+                    c["list_n"]), self.listing)
+            self.state_db_size = self.db_size()
         finally:
             self.stop_all()
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -725,12 +827,14 @@ class Bench:
 
 # ---- figures, report, plot -------------------------------------------------
 
-def figures(cfg):
+def figures(cfg, only_state=False):
     """Every figure, in the order of the issue, as dicts: key, label, unit,
     better, target (a ratio), src (its values' key), subject and reference
     (the servers compared) and inverse (the ratio is reference/subject: for
     the TLS calls row, the time per call). The TLS rows follow their
-    plaintext twins, whose values (src) they share."""
+    plaintext twins, whose values (src) they share, and so do the rows of
+    the herald with the state database (target None: information only).
+    With only_state, just the rows of the state database."""
     n = cfg["fanout_n"]
     big = fmt_int(max(n))
     rows = [
@@ -767,12 +871,32 @@ def figures(cfg):
                         "better": "lower", "target": TLS_TARGET, "src": key,
                         "subject": "herald_tls", "reference": "herald",
                         "inverse": False})
+            out.append({"key": "fanout_state",
+                        "label": label + ", with the state database",
+                        "unit": unit, "better": "lower",
+                        "target": STATE_TARGET, "src": key,
+                        "subject": "herald_state", "reference": "herald",
+                        "inverse": False})
         elif key == "calls":
             out.append({"key": "calls_tls",
                         "label": label + ", with TLS", "unit": unit,
                         "better": "lower", "target": TLS_TARGET, "src": key,
                         "subject": "herald_tls", "reference": "herald",
                         "inverse": True})
+            out.append({"key": "calls_state",
+                        "label": label + ", with the state database",
+                        "unit": unit, "better": "lower",
+                        "target": STATE_TARGET, "src": key,
+                        "subject": "herald_state", "reference": "herald",
+                        "inverse": True})
+        elif key == "connect":
+            out.append({"key": "connect_state",
+                        "label": label + ", with the state database",
+                        "unit": unit, "better": "lower", "target": None,
+                        "src": key, "subject": "herald_state",
+                        "reference": "herald", "inverse": False})
+    if only_state:
+        out = [f for f in out if f["subject"] == "herald_state"]
     return out
 
 
@@ -792,13 +916,14 @@ def show(value, unit):
     return "%.2f ms" % value
 
 
-def judge(values, cfg):
+def judge(values, cfg, only_state=False):
     """Every figure with its ratio and verdict, as dicts. herald and redis
     are the plaintext servers' values of the figure, herald_tls that of the
-    herald with TLS; ratio is subject/reference (reference/subject when
-    inverse)."""
+    herald with TLS, herald_state that of the herald with the state
+    database; ratio is subject/reference (reference/subject when inverse).
+    A row without a target (information) has its ratio and met None."""
     rows = []
-    for f in figures(cfg):
+    for f in figures(cfg, only_state):
         v = values.get(f["src"], {})
         h, r = v.get(f["subject"]), v.get(f["reference"])
         row = {"key": f["key"], "figure": f["label"], "unit": f["unit"],
@@ -808,15 +933,17 @@ def judge(values, cfg):
                                      f["inverse"])],
                "better": f["better"], "target": f["target"],
                "ratio": None, "met": None, "miss": None}
-        if f["subject"] == "herald_tls":
-            row["herald_tls"] = h
-            row["redis"] = None     # not involved: TLS against plaintext
+        if f["subject"] in ("herald_tls", "herald_state"):
+            row[f["subject"]] = h
+            row["redis"] = None     # not involved: herald against herald
         if f["inverse"]:
             h, r = r, h
         if h is not None and r is not None and r > 0 and h >= 0:
             ratio = h / r
             row["ratio"] = ratio
-            if f["better"] == "lower":
+            if f["target"] is None:
+                pass                # information only
+            elif f["better"] == "lower":
                 row["met"] = ratio <= f["target"]
                 row["miss"] = ratio / f["target"] - 1
             else:
@@ -830,17 +957,27 @@ RATIO_OF = {
     ("herald", "redis", False): "herald/Redis",
     ("herald_tls", "herald", False): "TLS/plaintext",
     ("herald_tls", "herald", True): "TLS/plaintext, of the time per call",
+    ("herald_state", "herald", False): "state on/off",
+    ("herald_state", "herald", True): "state on/off, of the time per call",
 }
 
 
 def table(rows):
-    out = ["| Figure | herald | Redis, or herald in plaintext | ratio | "
-           "target | met? |",
+    out = ["| Figure | herald | Redis, or herald in plaintext / with "
+           "`state = false` | ratio | target | met? |",
            "|---|---:|---:|---:|---:|---|"]
     for row in rows:
-        target = ("≤ %.2f" if row["better"] == "lower" else "≥ %.2f") % \
-            row["target"]
-        if row["met"] is None:
+        if row["target"] is None:
+            target = "none"
+        else:
+            target = ("≤ %.2f" if row["better"] == "lower" else
+                      "≥ %.2f") % row["target"]
+        if row["target"] is None:
+            verdict = "information" if row["ratio"] is not None \
+                else "not measured"
+            ratio = "—" if row["ratio"] is None else "%.2f (%s)" % (
+                row["ratio"], row["ratio_of"])
+        elif row["met"] is None:
             verdict = "not measured"
             ratio = "—"
         else:
@@ -858,6 +995,12 @@ def table(rows):
             reference = "%s in plaintext" % show(row["herald"], row["unit"])
             ratio += " (%s)" % row["ratio_of"] if row["met"] is not None \
                 else ""
+        elif row["subject"] == "herald_state":
+            subject = "%s with state" % show(row["herald_state"], row["unit"])
+            reference = "%s with `state = false`" % show(row["herald"],
+                                                         row["unit"])
+            if row["met"] is not None:
+                ratio += " (%s)" % row["ratio_of"]
         else:
             subject = show(row["herald"], row["unit"])
             reference = show(row["redis"], row["unit"])
@@ -873,6 +1016,25 @@ def command_output(argv):
         return (p.stdout or p.stderr).strip().splitlines()[0]
     except (OSError, IndexError, subprocess.TimeoutExpired):
         return "unknown"
+
+
+def filesystem(path):
+    """'ext4 (/dev/vda on /)': the mount that holds path, from
+    /proc/mounts (the longest mount point that is a prefix), or None."""
+    path = os.path.realpath(path)
+    best = None
+    try:
+        with open("/proc/mounts") as f:
+            for line in f:
+                dev, point, kind = line.split()[:3]
+                point = point.replace("\\040", " ")
+                inside = path == point or path.startswith(
+                    point.rstrip("/") + "/")
+                if inside and (best is None or len(point) > len(best[1])):
+                    best = (dev, point, kind)
+    except (OSError, ValueError):
+        return None
+    return "%s (%s on %s)" % (best[2], best[0], best[1]) if best else None
 
 
 def loadavg():
@@ -964,14 +1126,23 @@ def report(bench, rows, info, elapsed, plot_note, quick):
     cfg = bench.cfg
     v = bench.values
     big = fmt_int(max(cfg["fanout_n"]))
-    lines = ["# herald next to Redis", ""]
+    only = bench.only_state
+    lines = ["# herald with and without its state database" if only else
+             "# herald next to Redis", ""]
     if quick:
         lines += ["**Quick run (BENCH_QUICK=1)**: small N, few rounds; a "
                   "smoke test, not the figures to quote.", ""]
+    if only:
+        command = "python3 tests/bench/run.py --only state%s" % (
+            " --quick" if quick else "")
+        lines += ["Only the state database's rows (`--only state`): the "
+                  "plain herald and the herald with the state database, "
+                  "without Redis or TLS.", ""]
+    else:
+        command = "BENCH_QUICK=1 make bench" if quick else "make bench"
     lines += [
-        "Produced by `%s` in %.0f s on %s." % (
-            "BENCH_QUICK=1 make bench" if quick else "make bench", elapsed,
-            info["date"]),
+        "Produced by `%s` in %.0f s on %s." % (command, elapsed,
+                                               info["date"]),
         "",
         "## Machine", "",
         "- CPU: %s, %d CPUs (%d usable by the benchmark)" % (
@@ -986,7 +1157,17 @@ def report(bench, rows, info, elapsed, plot_note, quick):
         "- open-file limit %d; herald `max_sessions = %d`, Redis "
         "`--maxclients %d`, both on 127.0.0.1, Redis without persistence" % (
             bench.nofile, bench.max_sessions, bench.maxclients),
+        "- the state database of the herald with it: on %s" % (
+            bench.state_fs or "unknown filesystem"),
         "",
+        "## Servers", "",
+        "Each herald has its own folder, port, admin socket and log; their "
+        "configuration files, as written:", "",
+    ]
+    for label, text in bench.herald_configs:
+        lines += ["- %s:" % label, "", "  ```lua"] + [
+            "  " + l for l in text.strip().splitlines()] + ["  ```", ""]
+    lines += [
         "## Results", "",
         table(rows), "",
         "Lower is better for every figure except calls per second. "
@@ -996,23 +1177,35 @@ def report(bench, rows, info, elapsed, plot_note, quick):
         "the fan-out latency with TLS divided by that in plaintext, and for "
         "calls the time per call, i.e. plaintext calls per second divided "
         "by calls per second with TLS; so a target of ≤ %.2f means TLS "
-        "costs at most %.0f%% in both. Fan-out rounds "
+        "costs at most %.0f%% in both. Likewise in the rows *with the state "
+        "database*: the herald with `state` set against the plain herald "
+        "(`state = false`) of this run, the fan-out latency with the state "
+        "database divided by that without, and for calls the time per call "
+        "(calls per second without it divided by calls per second with it); "
+        "a target of ≤ %.2f means the state database costs at most %.0f%%. "
+        "Connect and greet with the state database has no target: each new "
+        "session is one transaction, and the row says what that costs. "
+        "Fan-out rounds "
         "are N/40 ms apart (at least 10 ms), so that each round times a "
         "broadcast to an idle server: herald's clients acknowledge every "
         "message, and the previous round's acknowledgements are taken "
-        "before the next trigger." % (TLS_TARGET, 100 * (TLS_TARGET - 1)),
+        "before the next trigger." % (
+            TLS_TARGET, 100 * (TLS_TARGET - 1), STATE_TARGET,
+            100 * (STATE_TARGET - 1)),
         "",
     ]
     missed = [r for r in rows if r["met"] is False]
-    unmeasured = [r for r in rows if r["met"] is None]
+    unmeasured = [r for r in rows if r["ratio"] is None]
     if missed:
         lines += ["Targets missed:", ""]
         for r in missed:
             lines.append("- %s: ratio %.2f against a target of %s %.2f%s" % (
                 r["figure"], r["ratio"],
                 "≤" if r["better"] == "lower" else "≥", r["target"],
-                "" if r["subject"] != "herald_tls" else
-                ": TLS costs %.0f%%, %.0f points over the %.0f%% allowed" % (
+                "" if r["subject"] == "herald" else
+                ": %s costs %.0f%%, %.0f points over the %.0f%% allowed" % (
+                    "TLS" if r["subject"] == "herald_tls" else
+                    "the state database",
                     100 * (r["ratio"] - 1), 100 * (r["ratio"] - r["target"]),
                     100 * (r["target"] - 1))))
         lines.append("")
@@ -1037,6 +1230,9 @@ def report(bench, rows, info, elapsed, plot_note, quick):
         extra.append("- listing reply: herald %s bytes, Redis %s bytes" % (
             fmt_int(v["list_reply_bytes"].get("herald", 0)),
             fmt_int(v["list_reply_bytes"].get("redis", 0))))
+    if bench.state_db_size is not None:
+        extra.append("- the state database (herald.db, -wal, -shm) at the "
+                     "end: %s bytes" % fmt_int(bench.state_db_size))
     if extra:
         lines += ["Raw figures:", ""] + extra + [""]
     lines += [
@@ -1082,7 +1278,18 @@ def report(bench, rows, info, elapsed, plot_note, quick):
         "Redis, then the reverse)." % (
             bench.tls_negotiated() or "protocol not recorded", big,
             cfg["calls_conns"]),
-        "- **connect**: time to connect and greet %s sessions (herald: "
+        "- **state database**: one more herald, started with `state = "
+        "\"<its folder>/herald.db\"` (WAL, synchronous=NORMAL: herald's "
+        "defaults), its own port, admin socket and log; each message is "
+        "written to it (one transaction) before it is sent, each new "
+        "session before its welcome, acks and counters once a second in "
+        "one transaction. Measured exactly as its twin with `state = "
+        "false`: at N=%s in the fan-out runs, with %d connections in the "
+        "calls runs, and in the connect runs, in the same loops, the order "
+        "alternating (herald with TLS, herald with the state database, "
+        "herald, Redis, then the reverse)." % (big, cfg["calls_conns"]),
+        "- **connect**: time to connect and greet %s sessions (herald, and "
+        "the herald with the state database: "
         "hello until welcome; Redis: SUBSCRIBE until its reply), at most "
         "256 not yet greeted at once; %s, then the median of %s." % (
             fmt_int(cfg["connect_n"]),
@@ -1093,7 +1300,8 @@ def report(bench, rows, info, elapsed, plot_note, quick):
         else "No plot: %s." % plot_note,
         "",
         "Every loadgen line behind these figures is in `results.json`; the "
-        "servers' logs are `herald.log`, `herald-tls.log` and `redis.log`.",
+        "servers' logs are `herald.log`, `herald-tls.log`, "
+        "`herald-state.log` and `redis.log`.",
         "",
     ]
     return "\n".join(lines)
@@ -1104,12 +1312,19 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     default=os.environ.get("BENCH_QUICK", "") not in
                     ("", "0"), help="small run (also BENCH_QUICK=1)")
-    ap.add_argument("--out", default=os.path.join(ROOT, "build", "bench"))
+    ap.add_argument("--only", choices=["state"],
+                    help="state: just the state database's rows and their "
+                    "twins with state = false (no Redis, no TLS)")
+    ap.add_argument("--out", help="default build/bench, with --only "
+                    "state build/bench/state")
     ap.add_argument("--herald", default=os.path.join(ROOT, "build",
                                                      "herald"))
     ap.add_argument("--loadgen", default=os.path.join(ROOT, "build", "bench",
                                                       "loadgen"))
     args = ap.parse_args()
+    if args.out is None:
+        args.out = os.path.join(ROOT, "build", "bench",
+                                *(["state"] if args.only else []))
     # the servers run in a temporary directory: no relative paths
     for name in ("out", "herald", "loadgen"):
         setattr(args, name, os.path.abspath(getattr(args, name)))
@@ -1131,10 +1346,11 @@ def main():
         print("bench: cannot run: %s" % e, file=sys.stderr)
         return 2
     elapsed = time.monotonic() - t0
-    rows = judge(bench.values, cfg)
+    rows = judge(bench.values, cfg, bench.only_state)
     info = machine(args.herald)
     info["load_before"], info["load_after"] = load_before, loadavg()
-    plot_note = plot(args.out, cfg, bench.values)
+    plot_note = "not drawn with --only state" if bench.only_state else \
+        plot(args.out, cfg, bench.values)
     if plot_note:
         bench.notes.append("no plot: " + plot_note)
     text = report(bench, rows, info, elapsed, plot_note, args.quick)
@@ -1150,8 +1366,12 @@ def main():
     print(table(rows))
     print()
     rel = os.path.relpath(args.out, os.getcwd())
-    print("bench: %s/report.md, %s/fanout.png, %s/results.json (%.0f s)" % (
-        rel, rel, rel, elapsed))
+    if bench.only_state:
+        print("bench: %s/report.md, %s/results.json (%.0f s)" % (
+            rel, rel, elapsed))
+    else:
+        print("bench: %s/report.md, %s/fanout.png, %s/results.json "
+              "(%.0f s)" % (rel, rel, rel, elapsed))
     if bench.failures:
         print("bench: %d group(s) could not be measured: %s" % (
             len(bench.failures), ", ".join(bench.failures)), file=sys.stderr)
