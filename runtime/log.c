@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "clock.h"
+#include "utf8.h"
 
 static log_level_t min_level = LOG_INFO;
 static log_writer_fn writer;
@@ -30,38 +31,6 @@ void log_set_writer(log_writer_fn fn, void *data) {
 }
 
 /*
- * The length of the well-formed UTF-8 sequence that starts at s (2 to 4),
- * or 0 (a stray or overlong byte, a surrogate, past U+10FFFF, or a
- * sequence cut short: the NUL that ends s is not a continuation byte).
- */
-static size_t utf8_length(const unsigned char *s) {
-  size_t n;
-  unsigned cp;
-
-  if (s[0] >= 0xC2 && s[0] <= 0xDF) {
-    n = 2;
-    cp = s[0] & 0x1Fu;
-  } else if (s[0] >= 0xE0 && s[0] <= 0xEF) {
-    n = 3;
-    cp = s[0] & 0x0Fu;
-  } else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
-    n = 4;
-    cp = s[0] & 0x07u;
-  } else {
-    return 0;
-  }
-  for (size_t i = 1; i < n; i++) {
-    if ((s[i] & 0xC0) != 0x80)
-      return 0;
-    cp = (cp << 6) | (s[i] & 0x3Fu);
-  }
-  if ((n == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-      (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
-    return 0;
-  return n;
-}
-
-/*
  * Replaces, in place, each control character by one '?': C0 but the tab
  * and the newline (log_msg makes the lines of a message lines of the log),
  * DEL, and C1 (U+0080..U+009F, two bytes in UTF-8), which some terminals
@@ -73,7 +42,7 @@ static void defuse(char *text) {
   unsigned char *in = (unsigned char *)text, *out = in;
 
   while (*in != '\0') {
-    size_t n = *in < 0x80 ? 1 : utf8_length(in);
+    size_t n = utf8_length(in);
     if (n == 0 ||
         (n == 1 && ((*in < 0x20 && *in != '\t' && *in != '\n') ||
                     *in == 0x7f)) ||
