@@ -155,8 +155,9 @@ clean:
 
 PREFIX ?= /usr/local
 install: $(BUILD)/herald
-	install -d $(DESTDIR)$(PREFIX)/bin
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 0755 $(BUILD)/herald $(DESTDIR)$(PREFIX)/bin/herald
+	install -m 0644 man/herald.1 $(DESTDIR)$(PREFIX)/share/man/man1/herald.1
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 -include $(shell find $(FUZZ)/obj -name '*.d' 2>/dev/null)
