@@ -987,10 +987,14 @@ int server_start(server_t *srv, char *err, size_t errlen) {
   const netaddr_t *a = &srv->cfg->listen;
   int64_t tick_ms;
 
-  if (uv_ip4_addr(a->host, a->port, (struct sockaddr_in *)&addr) != 0 &&
-      uv_ip6_addr(a->host, a->port, (struct sockaddr_in6 *)&addr) != 0) {
-    snprintf(err, errlen, "listen address '%s' is not an IP address",
-             a->host);
+  /* localhost is the one name a listener takes: it is loopback. */
+  const char *host = strcmp(a->host, "localhost") == 0 ? "127.0.0.1"
+                                                        : a->host;
+
+  if (uv_ip4_addr(host, a->port, (struct sockaddr_in *)&addr) != 0 &&
+      uv_ip6_addr(host, a->port, (struct sockaddr_in6 *)&addr) != 0) {
+    snprintf(err, errlen, "listen address '%s' is not an IP address (or "
+             "localhost)", a->host);
     return -1;
   }
   if (prepare_identity(srv, err, errlen) < 0)

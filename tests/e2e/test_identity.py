@@ -457,3 +457,8 @@ class ProtectedMode(IdentityTest):
     def test_loopback_needs_neither(self):
         srv = self.server()
         self.assertEqual(srv.wire().hello("anyone")["type"], "welcome")
+
+    def test_localhost_is_loopback(self):
+        srv = self.server(args=("--listen", "localhost:0"))
+        srv.wait_log(r"listening on localhost:\d+")
+        self.assertEqual(srv.wire().hello("anyone")["type"], "welcome")
