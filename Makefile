@@ -1,6 +1,9 @@
 # herald: `make` builds build/herald, `make run` starts the server,
-# `make test` runs every test. Missing Debian packages are installed first
-# (as root) or named with the exact apt-get line.
+# `make test` runs every test. Those two (and `make deps`, and the other
+# targets that run something) install the missing Debian packages first
+# (as root) or name them with the exact apt-get line; plain `make` only
+# builds. `make V=1` shows the full commands; CFLAGS, CPPFLAGS and LDFLAGS
+# are honoured; warnings are errors in CI (CI=true) or with WERROR=1.
 
 VERSION := 0.1.0
 CC ?= cc
@@ -11,11 +14,14 @@ PKGS := lua5.4 libuv libedit libsodium openssl sqlite3
 # lua-cjson is linked statically: its .a from lua-cjson-dev.
 CJSON_LIB := -Wl,-Bstatic -llua5.4-cjson -Wl,-Bdynamic
 
-WARN := -Wall -Wextra -Wshadow -Werror
+WARN := -Wall -Wextra -Wshadow $(if $(filter true,$(CI))$(WERROR),-Werror)
 CFLAGS ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -DHERALD_VERSION='"$(VERSION)"' \
-  -iquote runtime -iquote modules -iquote $(BUILD)/gen $(WARN) $(CFLAGS) \
-  $(shell pkg-config --cflags $(PKGS) lua5.4-cjson)
+  -iquote runtime -iquote modules -iquote $(BUILD)/gen $(WARN) $(CPPFLAGS) \
+  $(CFLAGS) $(shell pkg-config --cflags $(PKGS) lua5.4-cjson)
+
+# Quiet lines ("  CC runtime/server.c"); V=1 for the commands themselves.
+say = $(if $(filter 1,$(V)),,@echo "  $(1) $(2)";)
 LIBS = $(CJSON_LIB) $(shell pkg-config --libs $(PKGS)) -lm
 TEST_LIBS = $(LIBS) $(shell pkg-config --libs cmocka)
 
@@ -29,9 +35,22 @@ UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,\
 
 DEPS_OK := $(BUILD)/.deps-build
 TEST_DEPS_OK := $(BUILD)/.deps-test
+# The targets that install what they need before building; plain `make`
+# only checks that pkg-config finds the libraries.
+INSTALLING := $(filter run test deps asan bench demo soak valgrind fuzz,\
+  $(MAKECMDGOALS))
+DEPS_ORDER := $(if $(INSTALLING),$(DEPS_OK))
+ifeq ($(filter-out all,$(or $(MAKECMDGOALS),all)),)
+ifneq ($(shell pkg-config --exists $(PKGS) lua5.4-cjson && echo ok),ok)
+$(error pkg-config does not find $(PKGS) lua5.4-cjson: run 'make deps' \
+  (Debian: installs them) or install their development files)
+endif
+endif
 
-.PHONY: all run test unit e2e demo bench clean install
+.PHONY: all deps run test unit e2e demo bench clean install
 all: $(BUILD)/herald
+
+deps: $(DEPS_OK) $(TEST_DEPS_OK)
 
 $(DEPS_OK): tools/deps.sh
 	@sh tools/deps.sh build
@@ -41,29 +60,30 @@ $(TEST_DEPS_OK): tools/deps.sh
 	@sh tools/deps.sh test
 	@mkdir -p $(BUILD) && touch $@
 
-$(BUILD)/obj/%.o: %.c | $(DEPS_OK)
+$(BUILD)/obj/%.o: %.c | $(DEPS_ORDER)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+	$(call say,CC,$<)$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/embed: tools/embed.c | $(DEPS_OK)
+$(BUILD)/embed: tools/embed.c | $(DEPS_ORDER)
 	@mkdir -p $(BUILD)
-	$(CC) -std=c11 -O2 $(WARN) $< -o $@
+	$(call say,CC,$<)$(CC) -std=c11 -O2 $(WARN) $< -o $@
 
 $(BUILD)/gen/lua_modules.c: $(BUILD)/embed $(LUA_MODULES)
 	@mkdir -p $(dir $@)
-	$(BUILD)/embed $@ $(foreach m,$(LUA_MODULES),$(basename $(notdir $(m)))=$(m))
+	$(call say,EMBED,$(LUA_MODULES))$(BUILD)/embed $@ \
+	  $(foreach m,$(LUA_MODULES),$(basename $(notdir $(m)))=$(m))
 
 $(BUILD)/obj/gen/lua_modules.o: $(BUILD)/gen/lua_modules.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c $< -o $@
+	$(call say,CC,$<)$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(BUILD)/herald: $(BUILD)/obj/runtime/main.o $(OBJS)
-	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LIBS)
+	$(call say,LINK,$@)$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ $(LIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(OBJS) | $(TEST_DEPS_OK)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(shell pkg-config --cflags cmocka) $< $(OBJS) \
-	  -o $@ $(TEST_LIBS)
+	$(call say,CC,$<)$(CC) $(ALL_CFLAGS) $(shell pkg-config --cflags \
+	  cmocka) $(LDFLAGS) $< $(OBJS) -o $@ $(TEST_LIBS)
 
 run: $(BUILD)/herald
 	$(BUILD)/herald serve $(ARGS)
@@ -96,7 +116,8 @@ valgrind: $(BUILD)/herald
 # make fuzz: the libFuzzer targets of tests/fuzz, built with clang-14 and
 # the sanitizers over the runtime compiled alike (build/fuzz), each run
 # for FUZZ_SECONDS on a copy of its seed corpus; a crash fails.
-FUZZ_CC := clang-14
+FUZZ_CC ?= $(firstword $(shell command -v clang clang-14 2>/dev/null) \
+  clang-14)
 FUZZ_SECONDS ?= 60
 FUZZ := $(BUILD)/fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer \
