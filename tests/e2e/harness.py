@@ -100,6 +100,51 @@ class Lines:
             return "\n".join(l for l in self.lines if l is not None)
 
 
+class TimedLines(Lines):
+    """Lines that also records when each line arrived (monotonic s)."""
+
+    def __init__(self, stream):
+        self.times = []
+        super().__init__(stream)
+
+    def _pump(self, stream):
+        for line in iter(stream.readline, ""):
+            with self.cond:
+                self.lines.append(line.rstrip("\n"))
+                self.times.append(time.monotonic())
+                self.cond.notify_all()
+        with self.cond:
+            self.lines.append(None)
+            self.times.append(time.monotonic())
+            self.cond.notify_all()
+
+    def matching(self, pattern):
+        """(time, match) of every line matching pattern, in order."""
+        rx = re.compile(pattern)
+        with self.cond:
+            pairs = list(zip(self.times, self.lines))
+        return [(t, rx.search(l)) for t, l in pairs
+                if l is not None and rx.search(l)]
+
+    def time_of(self, pattern):
+        """When the first line matching pattern arrived."""
+        found = self.matching(pattern)
+        if not found:
+            raise AssertionError(f"no line matching {pattern!r}")
+        return found[0][0]
+
+
+def json_frames(out, type_):
+    """The frames of type_ a `herald client --json` printed, in order."""
+    frames = []
+    for line in out.text().splitlines():
+        if line.startswith("{"):
+            frame = json.loads(line)
+            if frame.get("type") == type_:
+                frames.append(frame)
+    return frames
+
+
 class Wire:
     """A raw protocol connection: JSON lines over TCP."""
 

@@ -19,8 +19,9 @@ import tempfile
 import threading
 import time
 
-from harness import (HERALD, SLOW, HeraldTest, Lines, Server, Wire,
-                     check_report, message_status, send, states, wait_until)
+from harness import (HERALD, SLOW, HeraldTest, Server, TimedLines, Wire,
+                     check_report, json_frames, message_status, send, states,
+                     wait_until)
 
 ELLIPSIS = r"(?:\u2026|\.\.\.)"
 RESTARTING = (r"^herald: the server is restarting; reconnecting in "
@@ -28,17 +29,6 @@ RESTARTING = (r"^herald: the server is restarting; reconnecting in "
 
 
 # --- helpers --------------------------------------------------------------
-
-def json_frames(out, type_):
-    """The frames of type_ a `herald client --json` printed, in order."""
-    frames = []
-    for line in out.text().splitlines():
-        if line.startswith("{"):
-            frame = json.loads(line)
-            if frame.get("type") == type_:
-                frames.append(frame)
-    return frames
-
 
 def collect(w, seconds):
     """Every frame but pings (answered) that w receives in `seconds`."""
@@ -58,34 +48,6 @@ def collect(w, seconds):
             w.send({"type": "pong"})
         else:
             frames.append(frame)
-
-
-class TimedLines(Lines):
-    """Lines that also records when each line arrived (monotonic s)."""
-
-    def __init__(self, stream):
-        self.times = []
-        super().__init__(stream)
-
-    def _pump(self, stream):
-        for line in iter(stream.readline, ""):
-            with self.cond:
-                self.lines.append(line.rstrip("\n"))
-                self.times.append(time.monotonic())
-                self.cond.notify_all()
-        with self.cond:
-            self.lines.append(None)
-            self.times.append(time.monotonic())
-            self.cond.notify_all()
-
-    def time_of(self, pattern):
-        """When the first line matching pattern arrived."""
-        rx = re.compile(pattern)
-        with self.cond:
-            for t, line in zip(self.times, self.lines):
-                if line is not None and rx.search(line):
-                    return t
-        raise AssertionError(f"no line matching {pattern!r}")
 
 
 class Relay:

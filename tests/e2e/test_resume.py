@@ -14,8 +14,8 @@ import subprocess
 import threading
 import time
 
-from harness import (HERALD, HeraldTest, Lines, Server, message_status,
-                     send, states, wait_until)
+from harness import (HERALD, HeraldTest, Server, TimedLines, json_frames,
+                     message_status, send, states, wait_until)
 
 # The client abbreviates a session ID to 8 characters and an ellipsis
 # ("…" in a UTF-8 locale, "..." otherwise).
@@ -82,44 +82,6 @@ def log_time(line):
     m = re.match(r"^\d{4}-\d\d-\d\dT(\d\d):(\d\d):(\d\d\.\d{3})Z", line)
     assert m, line
     return int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
-
-
-def json_frames(out, type_):
-    """The frames of type_ a `herald client --json` printed, in order."""
-    frames = []
-    for line in out.text().splitlines():
-        if line.startswith("{"):
-            frame = json.loads(line)
-            if frame.get("type") == type_:
-                frames.append(frame)
-    return frames
-
-
-class TimedLines(Lines):
-    """Lines that also records when each line arrived (monotonic s)."""
-
-    def __init__(self, stream):
-        self.times = []
-        super().__init__(stream)
-
-    def _pump(self, stream):
-        for line in iter(stream.readline, ""):
-            with self.cond:
-                self.lines.append(line.rstrip("\n"))
-                self.times.append(time.monotonic())
-                self.cond.notify_all()
-        with self.cond:
-            self.lines.append(None)
-            self.times.append(time.monotonic())
-            self.cond.notify_all()
-
-    def matching(self, pattern):
-        """(time, match) of every line matching pattern, in order."""
-        rx = re.compile(pattern)
-        with self.cond:
-            pairs = list(zip(self.times, self.lines))
-        return [(t, rx.search(l)) for t, l in pairs
-                if l is not None and rx.search(l)]
 
 
 # --- a TCP relay whose connections the test can cut -----------------------
