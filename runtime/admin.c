@@ -315,6 +315,9 @@ static void on_admin_close(conn_t *c) {
   if (ac->process != 0) {
     process_t *p = process_find(ac->process);
     if (p != NULL) {
+      /* Its end goes nowhere now: say it here. */
+      log_info("script %s interrupted: the herald run that started it went "
+               "away", p->name);
       process_detach(p);
       process_kill(p, "the client that started it went away");
     }

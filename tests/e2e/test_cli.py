@@ -232,6 +232,19 @@ class Run(HeraldTest):
         self.assertEqual(r.stdout.splitlines(), expected)
         self.assertEqual(r.stderr, "")
 
+    def test_an_interrupted_run_is_logged_and_its_script_ended(self):
+        path = self.script_file('print("started") delay_process(60)',
+                                "long.lua")
+        proc, out = self.srv.spawn("run", path)
+        out.wait("^started$", timeout=3)
+        proc.kill()
+        proc.wait()
+        self.srv.wait_log(r"script long\.lua interrupted: the herald run "
+                          r"that started it went away")
+        self.assertNotIn("long.lua", self.srv.lua(
+            "for _, p in ipairs(get_process_activity(PROCESSES_ONLY)"
+            ".processes) do print(p.name) end"))
+
     def test_output_arrives_while_the_script_runs(self):
         path = self.script_file(
             'print("first") delay_process(0.6) print("second")', "slow.lua")
