@@ -134,6 +134,31 @@ class TimedLines(Lines):
         return found[0][0]
 
 
+def detached_client(test, port, *args):
+    """`herald client --server 127.0.0.1:port ARGS`, the child of no
+    server (stopping a server leaves it running), killed after the test:
+    (Popen, TimedLines)."""
+    env = dict(os.environ)
+    env.pop("HERALD_SERVER", None)
+    env.pop("HERALD_PASSWORD", None)
+    proc = subprocess.Popen([HERALD, "client", "--server",
+                             f"127.0.0.1:{port}", *args], env=env,
+                            stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines = TimedLines(proc.stdout)
+
+    def stop():
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        lines.thread.join(5)
+        proc.stdout.close()
+        check_report(lines.text(), "herald client")
+    test.addCleanup(stop)
+    return proc, lines
+
+
 def json_frames(out, type_):
     """The frames of type_ a `herald client --json` printed, in order."""
     frames = []

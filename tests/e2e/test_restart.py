@@ -19,9 +19,9 @@ import tempfile
 import threading
 import time
 
-from harness import (HERALD, SLOW, HeraldTest, Server, TimedLines, Wire,
-                     check_report, json_frames, message_status, send, states,
-                     wait_until)
+from harness import (HERALD, SLOW, HeraldTest, Server, Wire, check_report,
+                     detached_client, json_frames, message_status, send,
+                     states, wait_until)
 
 ELLIPSIS = r"(?:\u2026|\.\.\.)"
 RESTARTING = (r"^herald: the server is restarting; reconnecting in "
@@ -173,27 +173,7 @@ class RestartTest(HeraldTest):
         return proc.returncode, out
 
     def client(self, port, *args):
-        """`herald client --server 127.0.0.1:port ARGS`, not a child of any
-        server (stopping a server leaves it running): (Popen, lines)."""
-        env = dict(os.environ)
-        env.pop("HERALD_SERVER", None)
-        env.pop("HERALD_PASSWORD", None)
-        proc = subprocess.Popen([HERALD, "client", "--server",
-                                 f"127.0.0.1:{port}", *args], env=env,
-                                stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-        lines = TimedLines(proc.stdout)
-
-        def stop():
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-            lines.thread.join(5)
-            proc.stdout.close()
-            check_report(lines.text(), "herald client")
-        self.addCleanup(stop)
-        return proc, lines
+        return detached_client(self, port, *args)
 
     def relay(self, port):
         r = Relay(port)

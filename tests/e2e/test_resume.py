@@ -6,15 +6,13 @@ A connection is cut without killing either process by a small TCP relay
 (Proxy) between `herald client` and the server: closing the relay's sockets
 is a lost connection for both ends, while both processes live on."""
 import json
-import os
 import re
 import signal
 import socket
-import subprocess
 import threading
 import time
 
-from harness import (HERALD, HeraldTest, Server, TimedLines, json_frames,
+from harness import (HeraldTest, detached_client, json_frames,
                      message_status, send, states, wait_until)
 
 # The client abbreviates a session ID to 8 characters and an ellipsis
@@ -753,24 +751,7 @@ class Sleeping(ResumeTest):
 
 class ClientBackoff(ResumeTest):
     def start_client(self, port, *args):
-        env = dict(os.environ)
-        env.pop("HERALD_SERVER", None)
-        proc = subprocess.Popen([HERALD, "client", "--server",
-                                 f"127.0.0.1:{port}", *args], env=env,
-                                stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-
-        lines = TimedLines(proc.stdout)
-
-        def stop():
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-            lines.thread.join(5)
-            proc.stdout.close()
-        self.addCleanup(stop)
-        return proc, lines
+        return detached_client(self, port, *args)
 
     def check_attempts(self, out, pattern, count):
         """The first `count` attempt lines: numbered 1, 2, … and each delay
