@@ -236,22 +236,24 @@ long server_send_message(server_t *srv, const char *text, size_t len,
   outbuf_t *b;
   long count = 0;
   size_t slot;
-
   int64_t now = clock_wall_ms();
+  session_t *target = id != NULL ? session_find(srv->sessions, id) : NULL;
 
   *msg_id = ++srv->last_msg_id;
   b = proto_message(srv->L, *msg_id, text, len, now);
   if (b == NULL)
     return -1;
-  /* Kept before anyone can see it: a restart must not lose it. */
-  if (srv->state != NULL &&
-      persist_message(srv->state, b, id, text, len, now) < 0)
+  /* Kept before anyone can see it: a restart must not lose it. The
+   * target by its own ID (a script may write it in any case); a message
+   * for no session is for no one to get back. */
+  if (srv->state != NULL && (id == NULL || target != NULL) &&
+      persist_message(srv->state, b, target != NULL ? target->id : NULL,
+                      text, len, now) < 0)
     log_error("message %lld is not in the state database: a restart "
               "would lose it", (long long)*msg_id);
   if (id != NULL) {
-    session_t *s = session_find(srv->sessions, id);
-    if (s != NULL)
-      count = deliver(srv, s, b);
+    if (target != NULL)
+      count = deliver(srv, target, b);
   } else {
     session_t *const *all = session_all(srv->sessions);
     size_t n = session_count(srv->sessions);

@@ -453,6 +453,27 @@ class KillNine(RestartTest):
         self.assertGreater(c, b)
 
 
+    def test_a_message_to_an_id_in_lower_case_survives_kill_9(self):
+        # Session IDs are taken in any case; the state database must keep
+        # the message for the session all the same.
+        srv = self.start()
+        port = srv.port
+        w = srv.wire("Lower")
+        sid, token = w.welcome["sessionID"], w.welcome["resumeToken"]
+        w.close()
+        srv.wait_log(r"\(Lower\) postponed")
+        count, mid = send(srv, "for you", sid.lower())
+        self.assertEqual(count, 1)
+        srv.proc.send_signal(signal.SIGKILL)
+        srv.proc.wait()
+        srv = self.start(port=port)
+        back = srv.wire()
+        frame = back.hello("Lower", resume={"sessionID": sid,
+                                            "token": token})
+        self.assertEqual(frame["type"], "welcome")
+        got = back.recv_type("message")
+        self.assertEqual((got["id"], got["text"]), (mid, "for you"))
+
     def test_a_resend_after_a_restart_is_not_delivered_twice(self):
         srv = self.start()
         port = srv.port
