@@ -209,6 +209,7 @@ static void finish(process_t *p, int status, int nres, const char *err) {
     sched.spare[sched.nspare++] = p->co_ref;
   else
     luaL_unref(sched.L, LUA_REGISTRYINDEX, p->co_ref);
+  vm_account_release(p->account);
   free(p);
   /* Its garbage is unreachable only now: give the memory back at once. */
   if (status == LUA_ERRMEM)
@@ -498,6 +499,7 @@ int process_spawn(lua_State *L, int nargs, const process_opts_t *o) {
     lua_pop(L, nargs + 1);
     return -1;
   }
+  vm_account_hold(p->account); /* not freed while the process runs */
   lua_pushcfunction(p->co, process_body);
   lua_xmove(L, p->co, nargs + 1);
   p->nargs = nargs + 1; /* the function is process_body's argument */

@@ -19,7 +19,8 @@
  */
 struct vm_account {
   size_t used, limit;
-  int released; /* its owner is gone: freed with its last byte */
+  int holders; /* its session, and each of its running processes: once
+                  none is left, it goes with its last byte */
 };
 
 typedef union block_header {
@@ -49,7 +50,7 @@ static void uncharge(vm_t *vm, vm_account_t *a, size_t n) {
   if (a != NULL) {
     a->used -= n;
     vm->pool_used -= n;
-    if (a->released && a->used == 0)
+    if (a->holders == 0 && a->used == 0)
       free(a);
   }
 }
@@ -99,7 +100,7 @@ static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   h = realloc(h, sizeof(*h) + nsize);
   if (h == NULL)
     return NULL;
-  /* Charge first: uncharging may free a released account that is also
+  /* Charge first: uncharging may free an unheld account that is also
    * the new owner. */
   charge(vm, to, nsize);
   uncharge(vm, from, old);
@@ -115,16 +116,22 @@ static vm_t *vm_of(lua_State *L) {
 
 vm_account_t *vm_account_new(size_t limit) {
   vm_account_t *a = calloc(1, sizeof(*a));
-  if (a != NULL)
+  if (a != NULL) {
     a->limit = limit;
+    a->holders = 1;
+  }
   return a;
+}
+
+void vm_account_hold(vm_account_t *a) {
+  if (a != NULL)
+    a->holders++;
 }
 
 void vm_account_release(vm_account_t *a) {
   if (a == NULL)
     return;
-  a->released = 1;
-  if (a->used == 0)
+  if (--a->holders == 0 && a->used == 0)
     free(a);
 }
 

@@ -50,9 +50,13 @@ typedef enum vm_refusal {
   VM_REFUSED_POOL,    /* what all accounts together may hold */
 } vm_refusal_t;
 
+/* A new account, held by its caller (the session). */
 vm_account_t *vm_account_new(size_t limit);
-/* Its owner is gone: the account goes when the last byte charged to it is
- * freed (a method's globals may keep some alive). */
+/* One more holder (a process that runs charged to it): an account is not
+ * freed while code may still be charged to it. */
+void vm_account_hold(vm_account_t *a);
+/* A holder is gone: the account goes when no one holds it and the last
+ * byte charged to it is freed (a method's globals may keep some alive). */
 void vm_account_release(vm_account_t *a);
 size_t vm_account_used(const vm_account_t *a);
 /* Whether a (or all accounts together) already holds all it may: a new

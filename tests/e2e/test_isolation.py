@@ -902,6 +902,27 @@ class Processes(IsolationTest):
         self.assertEqual(srv.lua("print(type(schedule(3600, "
                                  "function() end)))").strip(), "number")
 
+    def test_a_method_that_drops_its_own_session_then_allocates(self):
+        # The session's memory account must outlive the session while its
+        # process still runs (under make asan a use after free shows).
+        srv = self.start(CONFIG, selfdrop=method("""
+local id = ...
+drop_remote_user(id)
+local t = {}
+for i = 1, 1000 do t[i] = ("x"):rep(100) .. i end
+return #t"""))
+        for i in range(3):
+            w = srv.wire(f"Self{i}")
+            sid = w.welcome["sessionID"]
+            self.send_call(w, 1, "selfdrop", sid)
+            self.assertEqual(w.recv_type("drop")["reason"],
+                             "dropped by an administrator")
+        after = srv.wire("After")
+        after.send({"type": "ping"})
+        self.assertEqual(after.recv_type("pong")["type"], "pong")
+        self.assertEqual(srv.lua("collectgarbage() print('alive')").strip(),
+                         "alive")
+
     def test_a_drop_tells_the_client_its_reason(self):
         srv = self.start(CONFIG)
         w = srv.wire("Dropped")
