@@ -22,14 +22,17 @@ ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -DHERALD_VERSION='"$(VERSION)"' \
 
 # Quiet lines ("  CC runtime/server.c"); V=1 for the commands themselves.
 say = $(if $(filter 1,$(V)),,@echo "  $(1) $(2)";)
-LIBS = $(CJSON_LIB) $(shell pkg-config --libs $(PKGS)) -lm
+# wslay (WebSocket framing) and http-parser come without pkg-config files.
+LIBS = $(CJSON_LIB) $(shell pkg-config --libs $(PKGS)) -lwslay \
+  -lhttp_parser -lm
 TEST_LIBS = $(LIBS) $(shell pkg-config --libs cmocka)
 
 RUNTIME := $(filter-out runtime/main.c,$(wildcard runtime/*.c))
 NATIVES := $(wildcard modules/*.c)
 LUA_MODULES := $(wildcard modules/*.lua)
+WEB_FILES := $(wildcard web/*.html web/*.js web/*.css)
 OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(RUNTIME) $(NATIVES)) \
-  $(BUILD)/obj/gen/lua_modules.o
+  $(BUILD)/obj/gen/lua_modules.o $(BUILD)/obj/gen/web_assets.o
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,\
   $(wildcard tests/unit/test_*.c))
 
@@ -73,7 +76,12 @@ $(BUILD)/gen/lua_modules.c: $(BUILD)/embed $(LUA_MODULES)
 	$(call say,EMBED,$(LUA_MODULES))$(BUILD)/embed $@ \
 	  $(foreach m,$(LUA_MODULES),$(basename $(notdir $(m)))=$(m))
 
-$(BUILD)/obj/gen/lua_modules.o: $(BUILD)/gen/lua_modules.c
+$(BUILD)/gen/web_assets.c: $(BUILD)/embed $(WEB_FILES)
+	@mkdir -p $(dir $@)
+	$(call say,EMBED,$(WEB_FILES))$(BUILD)/embed --web $@ \
+	  $(foreach f,$(WEB_FILES),$(notdir $(f))=$(f))
+
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
 	@mkdir -p $(dir $@)
 	$(call say,CC,$<)$(CC) $(ALL_CFLAGS) -c $< -o $@
 
@@ -135,7 +143,7 @@ $(FUZZ)/obj/%.o: %.c | $(DEPS_OK) $(FUZZ)/.deps
 	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link \
 	  -MMD -MP -c $< -o $@
 
-$(FUZZ)/obj/gen/lua_modules.o: $(BUILD)/gen/lua_modules.c | $(FUZZ)/.deps
+$(FUZZ)/obj/gen/%.o: $(BUILD)/gen/%.c | $(FUZZ)/.deps
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_SAN) -c $< -o $@
 

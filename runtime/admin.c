@@ -332,7 +332,10 @@ static void on_admin_close(conn_t *c) {
 }
 
 static const conn_handler_t admin_handler = {
-    on_admin_line, on_admin_too_large, NULL, NULL, on_admin_close};
+    .on_line = on_admin_line,
+    .on_too_large = on_admin_too_large,
+    .on_close = on_admin_close,
+};
 
 /* "console:NAME" for the user uid, as its lines are named (and audited). */
 static void console_name(admin_client_t *ac, uid_t uid) {

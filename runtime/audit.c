@@ -151,11 +151,13 @@ const char *audit_actor(char *out, size_t len) {
   case PROCESS_EVAL:
     /* A console line's process is named "console" (serve's own prompt:
      * the server's own user) or "console:<os user>" (`herald console`:
-     * the admin socket names who connected); a `herald run` script's is
-     * named after the script. */
+     * the admin socket names who connected); a request of the
+     * administrators' page's is named "admin:<userName>" (webadmin.c); a
+     * `herald run` script's is named after the script. */
     if (strcmp(p->name, "console") == 0)
       snprintf(out, len, "console:%s", own_user());
-    else if (strncmp(p->name, "console:", 8) == 0)
+    else if (strncmp(p->name, "console:", 8) == 0 ||
+             strncmp(p->name, "admin:", 6) == 0)
       snprintf(out, len, "%s", p->name);
     else
       snprintf(out, len, "run:%s", p->name);

@@ -8,12 +8,13 @@
  *   actor    who: derived from the process running now (audit_record):
  *              a method (type 1)        method:<name>@<userName>
  *              a console line (type 3)  console:<os user>
+ *              the administrators' page admin:<userName>
  *              a `herald run` script    run:<script name>
  *              a job (type 5)           job:<name>
  *              no process               server
  *            or given (audit_record_as): remote:<ip> for a refused login
  *   action   send, drop, reject, schedule, unschedule, run_job,
- *            login_failed
+ *            login_failed, admin_login
  *   target   a session ID, `all`, a job ID, the user name of a login
  *   count    how many sessions the action reached
  *   detail   the message text (cut to AUDIT_DETAIL_MAX bytes, on a UTF-8

@@ -329,10 +329,33 @@ static int read_tls(lua_State *L, config_t *c, char *err, size_t errlen) {
   return 0;
 }
 
-int config_listen_is_loopback(const config_t *c) {
-  const char *h = c->listen.host;
+static int is_loopback(const char *h) {
   return strncmp(h, "127.", 4) == 0 || strcmp(h, "::1") == 0 ||
          strcmp(h, "localhost") == 0;
+}
+
+int config_listen_is_loopback(const config_t *c) {
+  return is_loopback(c->listen.host);
+}
+
+int config_http_is_loopback(const config_t *c) {
+  return !c->has_http || is_loopback(c->http_listen.host);
+}
+
+/* A "HOST:PORT" key into *out. */
+static int read_address(lua_State *L, const char *key, netaddr_t *out,
+                        char *err, size_t errlen) {
+  char why[256];
+  if (lua_type(L, -1) != LUA_TSTRING) {
+    snprintf(err, errlen, "key '%s': string expected, got %s", key,
+             luaL_typename(L, -1));
+    return -1;
+  }
+  if (netaddr_parse(lua_tostring(L, -1), out, why, sizeof(why))) {
+    snprintf(err, errlen, "key '%s': %s", key, why);
+    return -1;
+  }
+  return 0;
 }
 
 static int read_key(lua_State *L, config_t *c, char *err, size_t errlen) {
@@ -345,18 +368,11 @@ static int read_key(lua_State *L, config_t *c, char *err, size_t errlen) {
   for (size_t i = 0; i < sizeof(num_keys) / sizeof(num_keys[0]); i++)
     if (strcmp(key, num_keys[i].name) == 0)
       return set_number(L, c, &num_keys[i], err, errlen);
-  if (strcmp(key, "listen") == 0) {
-    char why[256];
-    if (lua_type(L, -1) != LUA_TSTRING) {
-      snprintf(err, errlen, "key 'listen': string expected, got %s",
-               luaL_typename(L, -1));
-      return -1;
-    }
-    if (netaddr_parse(lua_tostring(L, -1), &c->listen, why, sizeof(why))) {
-      snprintf(err, errlen, "key 'listen': %s", why);
-      return -1;
-    }
-    return 0;
+  if (strcmp(key, "listen") == 0)
+    return read_address(L, key, &c->listen, err, errlen);
+  if (strcmp(key, "http_listen") == 0) {
+    c->has_http = 1;
+    return read_address(L, key, &c->http_listen, err, errlen);
   }
   if (strcmp(key, "admin_socket") == 0)
     return set_string(L, &c->admin_socket, key, err, errlen);

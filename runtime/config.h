@@ -21,6 +21,8 @@ typedef struct config_job {
 
 typedef struct config {
   netaddr_t listen;
+  netaddr_t http_listen; /* the browser pages and WebSocket */
+  int has_http;          /* http_listen is set (default: not) */
   char *admin_socket; /* NULL: the default path of API.md */
   char *scripts;
   long max_sessions;
@@ -68,5 +70,7 @@ void config_free(config_t *c);
 /* Whether the listen address is a loopback one (127.0.0.0/8, ::1,
  * localhost). */
 int config_listen_is_loopback(const config_t *c);
+/* The same for the http_listen address (true when there is none). */
+int config_http_is_loopback(const config_t *c);
 
 #endif

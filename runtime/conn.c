@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "tls.h"
+#include "ws.h"
 
 #define READ_BUFFER_SIZE (64 * 1024)
 #define END_GRACE_MS 2000
@@ -25,7 +26,9 @@ struct conn {
   uv_shutdown_t shutdown_req;
   uv_timer_t *end_timer; /* only while ending */
   tls_conn_t *tls;       /* NULL: plaintext */
-  char *tls_error;       /* why TLS failed, for the owner's log */
+  ws_t *ws;              /* a WebSocket, or NULL */
+  char *error;           /* why TLS or WebSocket failed, for the log */
+  unsigned raw : 1;      /* bytes go to on_data (HTTP) */
   unsigned closing : 1;
   unsigned ending : 1;
   unsigned overflowed : 1;
@@ -36,6 +39,7 @@ typedef struct write_req {
   outbuf_t *buf; /* the frame (its on_written follows), or NULL */
   char *own;     /* ciphertext of a TLS connection, freed when written */
   size_t len;
+  uint8_t head[WS_MAX_HEADER]; /* what is left of a WebSocket header */
 } write_req_t;
 
 /* Safe to share: the loop is single-threaded and a read callback consumes
@@ -84,7 +88,8 @@ static void on_closed(uv_handle_t *h) {
   if (c->handler->on_close != NULL)
     c->handler->on_close(c);
   tls_conn_free(c->tls);
-  free(c->tls_error);
+  ws_free(c->ws);
+  free(c->error);
   free(c->partial);
   free(c);
 }
@@ -193,6 +198,27 @@ static void split_lines(conn_t *c, char *data, size_t len) {
 
 static void write_failed(conn_t *c, int status);
 static int tls_flush(conn_t *c, outbuf_t *b);
+static void ws_bytes(conn_t *c, char *data, size_t len);
+
+static void set_error(conn_t *c, const char *why) {
+  free(c->error);
+  c->error = strdup(why);
+}
+
+/* Plaintext read from the peer, to the connection's framing. */
+static void dispatch(conn_t *c, char *data, size_t len) {
+  if (c->ws != NULL)
+    ws_bytes(c, data, len);
+  else if (c->raw)
+    c->handler->on_data(c, data, len);
+  else
+    split_lines(c, data, len);
+}
+
+void conn_feed(conn_t *c, char *data, size_t len) {
+  if (len > 0 && !conn_is_closing(c))
+    dispatch(c, data, len);
+}
 
 /* Ciphertext from the socket: the plaintext it holds goes to the lines,
  * and what TLS answers (handshake, tickets) goes out. */
@@ -207,14 +233,13 @@ static void tls_input(conn_t *c, char *data, size_t len) {
          (n = tls_conn_read(c->tls, plain_buffer, sizeof(plain_buffer), why,
                             sizeof(why))) != 0) {
     if (n < 0) {
-      free(c->tls_error);
-      c->tls_error = strdup(why);
+      set_error(c, why);
       if (c->handler->on_eof != NULL)
         c->handler->on_eof(c, UV_EPROTO);
       conn_close(c);
       return;
     }
-    split_lines(c, plain_buffer, (size_t)n);
+    dispatch(c, plain_buffer, (size_t)n);
   }
   if (!c->closing)
     tls_flush(c, NULL);
@@ -236,7 +261,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (c->tls != NULL)
     tls_input(c, read_buffer, (size_t)nread);
   else
-    split_lines(c, read_buffer, (size_t)nread);
+    dispatch(c, read_buffer, (size_t)nread);
 }
 
 int conn_start(conn_t *c) {
@@ -329,24 +354,37 @@ static int tls_flush(conn_t *c, outbuf_t *b) {
   return check_queued(c);
 }
 
-int conn_send(conn_t *c, outbuf_t *b) {
-  uv_buf_t buf = uv_buf_init(b->data, b->len);
+/*
+ * Writes head (a WebSocket header, or nothing) then the first len bytes of
+ * b, after what is queued. Nothing is copied unless the kernel leaves some
+ * of it: then b is referenced and the rest of head kept in the request.
+ */
+static int send_bytes(conn_t *c, outbuf_t *b, const uint8_t *head,
+                      size_t head_len, size_t len) {
+  uv_buf_t bufs[2];
+  unsigned nbufs = 0;
+  size_t total = head_len + len, done = 0, body_from;
   write_req_t *w;
-  int n = 0, r;
+  int n, r;
 
   if (c->closing)
     return UV_ECANCELED;
   if (c->tls != NULL) {
-    if (tls_conn_write(c->tls, b->data, b->len) < 0) {
+    if ((head_len > 0 &&
+         tls_conn_write(c->tls, (const char *)head, head_len) < 0) ||
+        tls_conn_write(c->tls, b->data, len) < 0) {
       write_failed(c, UV_EPROTO);
       return UV_EPROTO;
     }
     return tls_flush(c, b);
   }
+  if (head_len > 0)
+    bufs[nbufs++] = uv_buf_init((char *)head, (unsigned)head_len);
+  bufs[nbufs++] = uv_buf_init(b->data, (unsigned)len);
   /* Only when nothing waits: bytes must leave in order. */
   if (c->queued_bytes == 0) {
-    n = uv_try_write(&c->h.stream, &buf, 1);
-    if (n == (int)b->len) {
+    n = uv_try_write(&c->h.stream, bufs, nbufs);
+    if (n == (int)total) {
       if (b->msg_id != 0 && c->handler->on_written != NULL)
         c->handler->on_written(c, b);
       return 1;
@@ -355,8 +393,8 @@ int conn_send(conn_t *c, outbuf_t *b) {
       write_failed(c, n);
       return n;
     }
-    if (n < 0)
-      n = 0;
+    if (n > 0)
+      done = (size_t)n;
   }
   w = malloc(sizeof(*w));
   if (w == NULL) {
@@ -365,9 +403,17 @@ int conn_send(conn_t *c, outbuf_t *b) {
   }
   w->own = NULL;
   w->buf = outbuf_ref(b);
-  w->len = b->len - (size_t)n;
-  buf = uv_buf_init(b->data + n, (unsigned)w->len);
-  r = uv_write(&w->req, &c->h.stream, &buf, 1, on_write);
+  w->len = total - done;
+  nbufs = 0;
+  if (done < head_len) {
+    memcpy(w->head, head + done, head_len - done);
+    bufs[nbufs++] = uv_buf_init((char *)w->head, (unsigned)(head_len - done));
+    body_from = 0;
+  } else {
+    body_from = done - head_len;
+  }
+  bufs[nbufs++] = uv_buf_init(b->data + body_from, (unsigned)(len - body_from));
+  r = uv_write(&w->req, &c->h.stream, bufs, nbufs, on_write);
   if (r < 0) {
     outbuf_unref(b);
     free(w);
@@ -377,6 +423,99 @@ int conn_send(conn_t *c, outbuf_t *b) {
   c->queued_bytes += w->len;
   return check_queued(c);
 }
+
+int conn_send(conn_t *c, outbuf_t *b) {
+  uint8_t head[WS_MAX_HEADER];
+  size_t len = b->len;
+
+  if (c->ws == NULL)
+    return send_bytes(c, b, NULL, 0, len);
+  /* One text frame per protocol frame; after a close, nothing. */
+  if (ws_close_sent(c->ws))
+    return UV_ECANCELED;
+  if (len > 0 && b->data[len - 1] == '\n')
+    len--;
+  return send_bytes(c, b, head, ws_header(head, len), len);
+}
+
+int conn_send_raw(conn_t *c, outbuf_t *b) {
+  return send_bytes(c, b, NULL, 0, b->len);
+}
+
+/* --- WebSocket ------------------------------------------------------------ */
+
+static void ws_message(void *data, const char *msg, size_t len) {
+  conn_t *c = data;
+  if (conn_is_closing(c))
+    return;
+  /* on_line wants a NUL-terminated line it may write to. */
+  c->partial_len = 0;
+  if (keep_partial(c, msg, len, c->max_line) < 0 ||
+      keep_partial(c, "", 1, c->max_line + 1) < 0) {
+    too_large(c);
+    return;
+  }
+  c->handler->on_line(c, c->partial, len);
+  if (!c->closing && c->partial_cap > 4096)
+    drop_partial(c);
+}
+
+static void ws_output(void *data, const uint8_t *bytes, size_t len) {
+  conn_t *c = data;
+  outbuf_t *b = outbuf_copy((const char *)bytes, len);
+  if (b == NULL) {
+    conn_close(c);
+    return;
+  }
+  send_bytes(c, b, NULL, 0, len);
+  outbuf_unref(b);
+}
+
+/* What wslay's close code means, for the owner's log. */
+static const char *ws_failure(unsigned code) {
+  switch (code) {
+  case WS_CLOSE_BAD_DATA: return "WebSocket: text that is not UTF-8";
+  case WS_CLOSE_TOO_BIG: return "WebSocket: message too big";
+  default: return "WebSocket: protocol error (binary message, unmasked or "
+                  "malformed frame)";
+  }
+}
+
+static void ws_bytes(conn_t *c, char *data, size_t len) {
+  ws_status_t st = ws_input(c->ws, (const uint8_t *)data, len);
+  unsigned code;
+
+  if (st == WS_OPEN || c->closing)
+    return;
+  if (st == WS_PEER_CLOSED) {
+    if (!c->ending && c->handler->on_eof != NULL)
+      c->handler->on_eof(c, UV_EOF);
+    conn_end(c);
+    return;
+  }
+  code = ws_close_code(c->ws);
+  set_error(c, ws_failure(code));
+  if (c->ending) {
+    return;
+  } else if (code == WS_CLOSE_TOO_BIG) {
+    uv_read_stop(&c->h.stream);
+    c->handler->on_too_large(c);
+  } else if (c->handler->on_protocol_error != NULL) {
+    c->handler->on_protocol_error(c);
+  } else if (c->handler->on_eof != NULL) {
+    c->handler->on_eof(c, UV_EPROTO);
+  }
+  conn_end(c);
+}
+
+int conn_use_websocket(conn_t *c) {
+  static const ws_callbacks_t callbacks = {ws_message, ws_output};
+  c->raw = 0;
+  c->ws = ws_new(c->max_line, &callbacks, c);
+  return c->ws != NULL ? 0 : -1;
+}
+
+void conn_set_raw(conn_t *c) { c->raw = 1; }
 
 static void on_shutdown(uv_shutdown_t *req, int status) {
   conn_t *c = req->handle->data;
@@ -395,6 +534,10 @@ void conn_end(conn_t *c) {
     return;
   c->ending = 1;
   drop_partial(c);
+  if (c->ws != NULL)
+    ws_close(c->ws, WS_CLOSE_NORMAL);
+  if (c->closing)
+    return;
   if (c->tls != NULL) {
     tls_conn_shutdown(c->tls);
     if (tls_flush(c, NULL) < 0)
@@ -422,7 +565,7 @@ int conn_use_tls(conn_t *c, tls_ctx_t *ctx) {
   return c->tls != NULL ? 0 : -1;
 }
 
-const char *conn_tls_error(const conn_t *c) { return c->tls_error; }
+const char *conn_error(const conn_t *c) { return c->error; }
 
 void conn_peer_ip(const conn_t *c, char *out, size_t len) {
   struct sockaddr_storage ss;

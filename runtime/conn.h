@@ -1,6 +1,8 @@
 /*
  * conn: one stream connection (TCP for remote users, a Unix socket for the
- * admin side) with line framing and a bounded write path.
+ * admin side) with line framing and a bounded write path. A connection
+ * of the browser side starts raw (HTTP) and may turn into a WebSocket,
+ * whose text messages then take the place of lines.
  *
  * Reads land in one buffer shared by every connection; only a partial line
  * is copied into a per-connection remainder, so an idle connection holds no
@@ -34,6 +36,12 @@ typedef struct conn_handler {
   /* Last call for this connection, from libuv's close callback: release
    * what the owner keeps for it. The conn is freed after it returns. */
   void (*on_close)(conn_t *c);
+  /* Raw connections (conn_set_raw): the bytes read, in place. */
+  void (*on_data)(conn_t *c, char *data, size_t len);
+  /* A WebSocket client broke the protocol (conn_error says how): a close
+   * went out and the connection ends. NULL: on_eof with UV_EPROTO. A
+   * message longer than the limit goes to on_too_large instead. */
+  void (*on_protocol_error)(conn_t *c);
 } conn_handler_t;
 
 typedef enum conn_kind { CONN_TCP, CONN_PIPE } conn_kind_t;
@@ -44,6 +52,19 @@ conn_t *conn_new(uv_loop_t *loop, conn_kind_t kind,
 uv_stream_t *conn_stream(conn_t *c);
 /* Starts reading; returns 0 or a libuv error code. */
 int conn_start(conn_t *c);
+
+/* From now on, bytes read go to on_data as they come (HTTP). */
+void conn_set_raw(conn_t *c);
+/* From now on, c is a WebSocket (server side, after the upgrade): text
+ * messages go to on_line (NUL-terminated copies), every conn_send becomes
+ * one text frame, and conn_end sends a close first. 0, or -1 when memory
+ * runs out. */
+int conn_use_websocket(conn_t *c);
+/* Hands bytes already read (the rest of an upgrade request's buffer) to
+ * the connection's framing, as if they had just been read. */
+void conn_feed(conn_t *c, char *data, size_t len);
+/* Writes b as it is, whatever the framing (HTTP answers). */
+int conn_send_raw(conn_t *c, outbuf_t *b);
 
 void conn_set_owner(conn_t *c, void *owner);
 /* Changes what handles the connection's events from now on. */
@@ -75,8 +96,9 @@ int conn_is_closing(const conn_t *c);
 /* Speaks TLS (server side) on c from now on, before conn_start. 0, or -1
  * when memory runs out. */
 int conn_use_tls(conn_t *c, tls_ctx_t *ctx);
-/* Why TLS failed on c (its on_eof came with UV_EPROTO), or NULL. */
-const char *conn_tls_error(const conn_t *c);
+/* Why TLS or WebSocket failed on c (its on_eof came with UV_EPROTO, or its
+ * on_protocol_error), or NULL. */
+const char *conn_error(const conn_t *c);
 
 /* The peer's address as text ("127.0.0.1"), "" for a Unix socket. */
 void conn_peer_ip(const conn_t *c, char *out, size_t len);

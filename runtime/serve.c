@@ -12,6 +12,7 @@
 #include "audit.h"
 #include "config.h"
 #include "herald.h"
+#include "http.h"
 #include "log.h"
 #include "process.h"
 #include "prompt.h"
@@ -21,17 +22,20 @@
 #include "server.h"
 #include "state.h"
 #include "vm.h"
+#include "webadmin.h"
 
 static const char usage[] =
     "usage: herald serve [--config FILE] [--listen HOST:PORT]\n"
-    "                    [--admin-socket PATH] [--scripts DIR] "
-    "[--no-console]\n"
+    "                    [--http-listen HOST:PORT] [--admin-socket PATH]\n"
+    "                    [--scripts DIR] [--no-console]\n"
     "                    [--log-level debug|info|warn|error] "
     "[--fresh-state]\n"
     "\n"
     "Runs the herald server: remote users connect on --listen (default\n"
     "127.0.0.1:7400), administrators on the admin socket (default\n"
     "$XDG_RUNTIME_DIR/herald.sock, else /tmp/herald-$UID/herald.sock).\n"
+    "With --http-listen (or http_listen), browsers get the remote user's\n"
+    "page at /, the administrators' page at /admin, and WebSocket at /ws.\n"
     "The configuration is FILE, else ./herald.conf.lua when it exists.\n"
     "With a terminal on stdin, a Lua console runs at the same time, unless\n"
     "--no-console is given. SIGINT or SIGTERM stops the server, within 5 s\n"
@@ -42,7 +46,8 @@ static const char usage[] =
     "empty.\n";
 
 typedef struct serve_opts {
-  const char *config, *listen, *admin_socket, *scripts, *log_level;
+  const char *config, *listen, *http_listen, *admin_socket, *scripts;
+  const char *log_level;
   int no_console, fresh_state;
 } serve_opts_t;
 
@@ -50,6 +55,7 @@ static int parse_opts(int argc, char **argv, serve_opts_t *o) {
   static const struct option longopts[] = {
       {"config", required_argument, NULL, 'c'},
       {"listen", required_argument, NULL, 'l'},
+      {"http-listen", required_argument, NULL, 'H'},
       {"admin-socket", required_argument, NULL, 'a'},
       {"scripts", required_argument, NULL, 's'},
       {"log-level", required_argument, NULL, 'L'},
@@ -65,6 +71,7 @@ static int parse_opts(int argc, char **argv, serve_opts_t *o) {
     switch (ch) {
     case 'c': o->config = optarg; break;
     case 'l': o->listen = optarg; break;
+    case 'H': o->http_listen = optarg; break;
     case 'a': o->admin_socket = optarg; break;
     case 's': o->scripts = optarg; break;
     case 'L': o->log_level = optarg; break;
@@ -115,6 +122,14 @@ static int load_config(const serve_opts_t *o, config_t *cfg) {
     fprintf(stderr, "herald: serve: --listen: %s\n", err);
     return -1;
   }
+  if (o->http_listen != NULL) {
+    if (netaddr_parse(o->http_listen, &cfg->http_listen, err, sizeof(err)) <
+        0) {
+      fprintf(stderr, "herald: serve: --http-listen: %s\n", err);
+      return -1;
+    }
+    cfg->has_http = 1;
+  }
   if (o->admin_socket != NULL) {
     free(cfg->admin_socket);
     cfg->admin_socket = strdup(o->admin_socket);
@@ -137,13 +152,22 @@ static int load_config(const serve_opts_t *o, config_t *cfg) {
 /* The scheduler of the configuration's jobs and of schedule(). */
 static sched_t *scheduler;
 
-/* At shutdown: what the server does not own stops first. */
-static void stop_admin(void *data) {
-  admin_t **admin = data;
+/* What the server does not own, stopped first at shutdown. */
+typedef struct serve_parts {
+  admin_t *admin;
+  webadmin_t *webadmin;
+  http_t *http;
+} serve_parts_t;
+
+static void stop_parts(void *data) {
+  serve_parts_t *parts = data;
   sched_stop(scheduler);
   prompt_stop();
-  admin_stop(*admin);
-  *admin = NULL;
+  admin_stop(parts->admin);
+  parts->admin = NULL;
+  http_stop(parts->http);
+  parts->http = NULL;
+  webadmin_stop(parts->webadmin);
 }
 
 int serve_main(int argc, char **argv) {
@@ -152,7 +176,7 @@ int serve_main(int argc, char **argv) {
   uv_loop_t *loop = uv_default_loop();
   vm_t *vm = NULL;
   server_t *srv = NULL;
-  admin_t *admin = NULL;
+  serve_parts_t parts = {NULL, NULL, NULL};
   state_t *state = NULL;
   char err[1024];
   int r = parse_opts(argc, argv, &o), status = 1;
@@ -208,16 +232,25 @@ int serve_main(int argc, char **argv) {
     status = 2;
     goto done;
   }
-  admin = admin_start(srv, cfg.admin_socket, err, sizeof(err));
-  if (admin == NULL) {
+  server_on_shutdown(srv, stop_parts, &parts);
+  parts.admin = admin_start(srv, cfg.admin_socket, err, sizeof(err));
+  if (parts.admin != NULL && cfg.has_http) {
+    parts.webadmin = webadmin_new(srv);
+    if (parts.webadmin == NULL)
+      snprintf(err, sizeof(err), "out of memory");
+    else
+      parts.http = http_start(srv, parts.webadmin, err, sizeof(err));
+  }
+  if (parts.admin == NULL || (cfg.has_http && parts.http == NULL)) {
     fprintf(stderr, "herald: serve: %s\n", err);
     status = 2;
     server_shutdown(srv);
     uv_run(loop, UV_RUN_DEFAULT);
     goto done;
   }
-  server_on_shutdown(srv, stop_admin, &admin);
   server_announce(srv);
+  if (parts.http != NULL)
+    http_announce(parts.http);
   sched_start(scheduler);
   if (!o.no_console && isatty(STDIN_FILENO) && prompt_start(srv) < 0)
     log_warn("cannot start the console; the server runs without it");
@@ -225,6 +258,7 @@ int serve_main(int argc, char **argv) {
   log_info("stopped");
   status = 0;
 done:
+  webadmin_free(parts.webadmin);
   server_free(srv);
   state_close(state);
   sched_free(scheduler);

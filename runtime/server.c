@@ -67,6 +67,8 @@ struct server {
   int keeping; /* a graceful stop with a state database keeps sessions */
   int64_t last_msg_id;
   outbuf_t *history[MESSAGE_HISTORY];
+  void (*on_session_end)(void *data, const session_t *s);
+  void *on_session_end_data;
   int port;
   int64_t last_accept_warning;
   int reject;
@@ -91,6 +93,31 @@ uv_loop_t *server_loop(const server_t *srv) { return srv->loop; }
 lua_State *server_lua(const server_t *srv) { return srv->L; }
 
 void server_set_reject(server_t *srv, int flag) { srv->reject = flag; }
+
+int server_rejecting(const server_t *srv) { return srv->reject; }
+
+auth_t *server_auth(const server_t *srv) { return srv->auth; }
+
+void server_on_session_end(server_t *srv,
+                           void (*fn)(void *data, const session_t *s),
+                           void *data) {
+  srv->on_session_end = fn;
+  srv->on_session_end_data = data;
+}
+
+size_t server_recent_messages(const server_t *srv, outbuf_t **out,
+                              size_t max) {
+  size_t n = 0;
+  for (int64_t id = srv->last_msg_id; id > 0 && n < max; id--) {
+    outbuf_t *b = server_find_message(srv, id);
+    if (b == NULL)
+      break; /* older ones are gone from memory too */
+    out[n++] = b;
+  }
+  return n;
+}
+
+tls_ctx_t *server_tls(const server_t *srv) { return srv->tls; }
 
 int server_requires_login(const server_t *srv) {
   return auth_required(srv->auth);
@@ -178,6 +205,8 @@ static void end_session_as(server_t *srv, session_t *s, const char *how) {
   format_age(s->created_ms, age, sizeof(age));
   log_msg(srv->keeping ? LOG_DEBUG : LOG_INFO, "session %s (%s) %s after %s",
           s->id, s->user_name, how, age);
+  if (srv->on_session_end != NULL)
+    srv->on_session_end(srv->on_session_end_data, s);
   session_remove(srv->sessions, s);
 }
 
@@ -467,9 +496,25 @@ static void on_session_written(conn_t *c, outbuf_t *b) {
   }
 }
 
+/* A WebSocket client broke the framing: as bad_json on TCP, the session
+ * ends (it is not kept for a resume). */
+static void on_session_protocol_error(conn_t *c) {
+  session_t *s = conn_owner(c);
+  if (s == NULL)
+    return;
+  log_warn("session %s (%s): %s; closing", s->id, s->user_name,
+           conn_error(c));
+  end_session(server_of(c), s);
+}
+
 static const conn_handler_t session_handler = {
-    on_session_line, on_session_too_large, on_session_eof,
-    on_session_written, on_session_close};
+    .on_line = on_session_line,
+    .on_too_large = on_session_too_large,
+    .on_eof = on_session_eof,
+    .on_written = on_session_written,
+    .on_close = on_session_close,
+    .on_protocol_error = on_session_protocol_error,
+};
 
 /* --- the handshake ------------------------------------------------------ */
 
@@ -630,7 +675,10 @@ static void on_login_close(conn_t *c) {
 static void on_login_too_large(conn_t *c) { conn_close(c); }
 
 static const conn_handler_t login_handler = {
-    on_login_line, on_login_too_large, NULL, NULL, on_login_close};
+    .on_line = on_login_line,
+    .on_too_large = on_login_too_large,
+    .on_close = on_login_close,
+};
 
 /* A hello on a server with users: its password is checked off the loop,
  * and the session opens (or the refusal comes) in on_login_done. */
@@ -759,50 +807,31 @@ static void on_greeting_close(conn_t *c) {
 /* Only TLS tells the owner of an end before hello: say why in the log. */
 static void on_greeting_eof(conn_t *c, int status) {
   greeting_t *g = conn_owner(c);
-  if (status == UV_EPROTO && conn_tls_error(c) != NULL && g != NULL)
-    log_info("connection from %s closed: %s", g->ip, conn_tls_error(c));
+  if (status == UV_EPROTO && conn_error(c) != NULL && g != NULL)
+    log_info("connection from %s closed: %s", g->ip, conn_error(c));
 }
 
 static const conn_handler_t greeting_handler = {
-    on_greeting_line, on_greeting_too_large, on_greeting_eof, NULL,
-    on_greeting_close};
+    .on_line = on_greeting_line,
+    .on_too_large = on_greeting_too_large,
+    .on_eof = on_greeting_eof,
+    .on_close = on_greeting_close,
+};
 
-static void on_connection(uv_stream_t *listener, int status) {
-  server_t *srv = listener->data;
-  greeting_t *g;
-  conn_t *c;
-
-  if (status < 0) {
-    /* libuv has already accepted and closed the waiting connection (its
-     * EMFILE trick), so the loop does not spin; say so once a second at
-     * most, not once per connection. */
-    int64_t now = clock_mono_ms();
-    if (now - srv->last_accept_warning >= 1000) {
-      srv->last_accept_warning = now;
-      log_warn("accept failed: %s (connections are being refused)",
-               uv_strerror(status));
-    }
-    return;
-  }
-  c = conn_new(srv->loop, CONN_TCP, &greeting_handler,
-               (size_t)srv->cfg->max_frame);
-  g = calloc(1, sizeof(*g));
-  if (c == NULL || g == NULL || uv_accept(listener, conn_stream(c)) != 0) {
-    free(g);
-    if (c != NULL)
-      conn_close(c);
-    return;
-  }
-  /* Every byte queued for the client counts, whatever the frame. */
-  conn_set_max_queued(c, (size_t)srv->cfg->max_outbound_bytes);
-  if (srv->tls != NULL && conn_use_tls(c, srv->tls) < 0) {
+/* Starts the handshake of connection c: hello must come before the
+ * deadline (on_tick). */
+static void greet(server_t *srv, conn_t *c) {
+  greeting_t *g = calloc(1, sizeof(*g));
+  if (g == NULL) {
     conn_close(c);
     return;
   }
+  conn_set_handler(c, &greeting_handler);
+  /* Every byte queued for the client counts, whatever the frame. */
+  conn_set_max_queued(c, (size_t)srv->cfg->max_outbound_bytes);
   g->srv = srv;
   g->conn = c;
-  if (srv->tls != NULL)
-    conn_peer_ip(c, g->ip, sizeof(g->ip));
+  conn_peer_ip(c, g->ip, sizeof(g->ip));
   g->deadline_ms =
       clock_mono_ms() + (int64_t)(srv->cfg->handshake_timeout * 1000);
   g->prev = srv->greet_tail;
@@ -813,9 +842,49 @@ static void on_connection(uv_stream_t *listener, int status) {
   srv->greet_tail = g;
   srv->greeting_count++;
   conn_set_owner(c, g);
-  uv_tcp_nodelay((uv_tcp_t *)conn_stream(c), 1);
-  if (conn_start(c) < 0)
+}
+
+void server_adopt(server_t *srv, conn_t *c) {
+  if (srv->shutting_down) {
     conn_close(c);
+    return;
+  }
+  greet(srv, c);
+}
+
+static void on_connection(uv_stream_t *listener, int status) {
+  server_t *srv = listener->data;
+  conn_t *c;
+
+  if (status < 0) {
+    server_accept_failed(srv, status);
+    return;
+  }
+  c = conn_new(srv->loop, CONN_TCP, &greeting_handler,
+               (size_t)srv->cfg->max_frame);
+  if (c == NULL)
+    return;
+  if (uv_accept(listener, conn_stream(c)) != 0 ||
+      (srv->tls != NULL && conn_use_tls(c, srv->tls) < 0)) {
+    conn_close(c);
+    return;
+  }
+  greet(srv, c);
+  uv_tcp_nodelay((uv_tcp_t *)conn_stream(c), 1);
+  if (!conn_is_closing(c) && conn_start(c) < 0)
+    conn_close(c);
+}
+
+void server_accept_failed(server_t *srv, int status) {
+  /* libuv has already accepted and closed the waiting connection (its
+   * EMFILE trick), so the loop does not spin; say so once a second at
+   * most, not once per connection. */
+  int64_t now = clock_mono_ms();
+  if (now - srv->last_accept_warning >= 1000) {
+    srv->last_accept_warning = now;
+    log_warn("accept failed: %s (connections are being refused)",
+             uv_strerror(status));
+  }
 }
 
 /* --- time --------------------------------------------------------------- */
@@ -936,25 +1005,40 @@ static void raise_fd_limit(long max_sessions) {
  * must know its users and speak TLS, unless its configuration says
  * insecure = true. Returns 0, or -1 with the way out in err.
  */
+/* A listener beyond loopback without users and TLS lets anyone claim any
+ * name: refused, unless insecure = true (then a warning). */
+static int check_address(const config_t *cfg, const netaddr_t *a,
+                         const char *key, const char *missing, char *err,
+                         size_t errlen) {
+  if (!cfg->insecure) {
+    snprintf(err, errlen, "refusing to listen on %s:%d (%s) without %s: "
+             "anyone who reaches it could claim any name. Add users (herald "
+             "user add NAME) and tls = { cert = ..., key = ... } (herald "
+             "cert HOST) to the configuration, or set insecure = true",
+             a->host, a->port, key, missing);
+    return -1;
+  }
+  log_warn("listening on %s:%d (%s) without %s (insecure = true): anyone "
+           "who reaches it can claim any name", a->host, a->port, key,
+           missing);
+  return 0;
+}
+
 static int check_exposure(server_t *srv, char *err, size_t errlen) {
   const config_t *cfg = srv->cfg;
   int users = auth_required(srv->auth), tls = srv->tls != NULL;
   const char *missing = !users && !tls ? "users and TLS"
                         : !users      ? "users"
                                       : "TLS";
-  if (config_listen_is_loopback(cfg) || (users && tls))
+  if (users && tls)
     return 0;
-  if (!cfg->insecure) {
-    snprintf(err, errlen, "refusing to listen on %s:%d without %s: anyone "
-             "who reaches it could claim any name. Add users (herald user "
-             "add NAME) and tls = { cert = ..., key = ... } (herald cert "
-             "HOST) to the configuration, or set insecure = true",
-             cfg->listen.host, cfg->listen.port, missing);
+  if (!config_listen_is_loopback(cfg) &&
+      check_address(cfg, &cfg->listen, "listen", missing, err, errlen) < 0)
     return -1;
-  }
-  log_warn("listening on %s:%d without %s (insecure = true): anyone who "
-           "reaches it can claim any name", cfg->listen.host,
-           cfg->listen.port, missing);
+  if (!config_http_is_loopback(cfg) &&
+      check_address(cfg, &cfg->http_listen, "http_listen", missing, err,
+                    errlen) < 0)
+    return -1;
   return 0;
 }
 

@@ -77,6 +77,24 @@ int server_send_to(server_t *srv, const char *id, outbuf_t *b);
  * existed, 0 if not. */
 int server_drop(server_t *srv, const char *id, const char *reason);
 void server_set_reject(server_t *srv, int flag);
+int server_rejecting(const server_t *srv);
+/* Takes a connection that has become a WebSocket on /ws: its hello is
+ * awaited as on the TCP listener. */
+void server_adopt(server_t *srv, struct conn *c);
+/* An accept failed (descriptors ran out): logged once a second at most. */
+void server_accept_failed(server_t *srv, int status);
+/* The users file's checks. */
+struct auth *server_auth(const server_t *srv);
+/* fn(data, s) just before session s leaves the table (one observer). */
+void server_on_session_end(server_t *srv,
+                           void (*fn)(void *data, const session_t *s),
+                           void *data);
+/* The frames of the newest messages still in memory, newest first, at
+ * most max of them; returns how many. */
+size_t server_recent_messages(const server_t *srv, outbuf_t **out,
+                              size_t max);
+/* The TLS context of the listeners, or NULL. */
+struct tls_ctx *server_tls(const server_t *srv);
 /* Whether hellos need a password (the users file holds users). */
 int server_requires_login(const server_t *srv);
 /* The session state as reported to Lua: active, sleeping or postponed. */

@@ -57,6 +57,9 @@ typedef struct session {
   uint32_t pend_head, pend_count, pend_cap;
   size_t pend_bytes;
   session_pending_t pend_inline[SESSION_INLINE_PENDING];
+  uint32_t admin_look;    /* state, calls and pending as the
+                             administrators' page last saw them */
+  uint32_t admin_version; /* when that changed (webadmin.c); 0: new */
   uint32_t index; /* in the dense array */
   uint64_t key;   /* the ID's first 64 bits, its hash */
   char *strings;  /* one block for the names and the groups */

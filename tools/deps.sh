@@ -4,10 +4,10 @@
 #   tools/deps.sh build|test|bench|fuzz|valgrind
 set -e
 need="pkg-config liblua5.4-dev libuv1-dev lua-cjson-dev libedit-dev
-  libsodium-dev libssl-dev libsqlite3-dev"
+  libsodium-dev libssl-dev libsqlite3-dev libwslay-dev libhttp-parser-dev"
 case "$1" in
   test) need="$need libcmocka-dev python3 python3-cryptography tmux tzdata
-    man-db groff" ;;
+    man-db groff chromium" ;;
   bench) need="$need redis-server gnuplot-nox" ;;
   fuzz) need="$need clang-14 libclang-rt-14-dev tzdata" ;;
   valgrind) need="$need libcmocka-dev python3 tmux tzdata valgrind" ;;

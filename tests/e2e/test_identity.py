@@ -432,7 +432,7 @@ class ProtectedMode(IdentityTest):
             with self.subTest(config=config):
                 r = serve(config, "--listen", "0.0.0.0:0")
                 self.assertEqual(r.returncode, 2, r.stderr)
-                self.assertIn("refusing to listen on 0.0.0.0:0 without",
+                self.assertIn("refusing to listen on 0.0.0.0:0 (listen) without",
                               r.stderr)
                 self.assertIn("herald user add", r.stderr)
                 self.assertIn("insecure = true", r.stderr)
