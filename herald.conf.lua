@@ -4,6 +4,10 @@
 -- The commented-out values are the defaults.
 
 -- listen = "127.0.0.1:7400"
+-- The browser side: the remote user's page at http://127.0.0.1:7480/, the
+-- administrators' page at /admin (for users of group admin), WebSocket at
+-- /ws. Off unless set.
+http_listen = "127.0.0.1:7480"
 -- admin_socket = nil            -- $XDG_RUNTIME_DIR/herald.sock, else
 --                               -- /tmp/herald-$UID/herald.sock
 -- scripts = "scripts"           -- methods in scripts/methods, jobs in

@@ -567,6 +567,7 @@ static void on_admin_line(conn_t *c, char *line, size_t len) {
     refuse(ac, "bad_json", err);
     return;
   }
+  proto_integers(L, -1); /* a job's ID, a limit: whole numbers */
   lua_getfield(L, -1, "type");
   type = lua_tostring(L, -1);
   if (ac->state == AC_LOGIN) {

@@ -236,12 +236,17 @@ class Wire:
 class Server:
     """build/herald serve on a free port with its own admin socket."""
 
-    def __init__(self, config=None, scripts=SCRIPTS, args=(), env=None):
+    def __init__(self, config=None, scripts=SCRIPTS, args=(), env=None,
+                 http=False):
+        """http: also the browser side, on a free port (self.http_port,
+        self.url)."""
         self.dir = tempfile.mkdtemp(prefix="herald-test-")
         self.socket = os.path.join(self.dir, "admin", "herald.sock")
         cmd = [*WRAPPER, HERALD, "serve", "--listen", "127.0.0.1:0",
                "--admin-socket", self.socket, "--no-console", "--scripts",
                scripts, "--log-level", "debug"]
+        if http:
+            cmd += ["--http-listen", "127.0.0.1:0"]
         if config is not None:
             path = os.path.join(self.dir, "herald.conf.lua")
             with open(path, "w") as f:
@@ -265,6 +270,12 @@ class Server:
             raise AssertionError("server did not start: " + self.log.text())
         self.port = int(m.group(1))
         self.log.wait("admin socket", timeout=5)
+        self.http_port = None
+        if http:
+            line = self.log.wait(r"pages at ", timeout=5)
+            m = re.search(r"pages at (https?)://[^ ]+:(\d+)/", line)
+            self.http_port = int(m.group(2))
+            self.url = f"{m.group(1)}://127.0.0.1:{self.http_port}"
         self.env["HERALD_SERVER"] = f"127.0.0.1:{self.port}"
 
     def __enter__(self):
