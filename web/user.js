@@ -39,6 +39,7 @@
   // The protocol's limits on the hello's fields, in UTF-8 bytes.
   const USER_NAME_MAX = 128;
   const MACHINE_NAME_MAX = 256;
+  const SYSTEM_USER_NAME_MAX = 256;
   const PASSWORD_MAX = 1024;
   // Server text shown in the status line is cut to this many characters.
   const SERVER_TEXT_MAX = 300;
@@ -497,7 +498,10 @@
       type: "hello",
       userName: conn.userName,
       machineName: machineName(),
-      systemUserName: "",
+      // A browser has no operating-system account to report: the person's
+      // name stands for it, so that scripts that pick users by
+      // systemUserName (4D's example: "Vanessa") reach them here too.
+      systemUserName: clipBytes(conn.userName, SYSTEM_USER_NAME_MAX),
       hostType: "browser",
       protocol: 1,
     };
