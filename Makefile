@@ -168,12 +168,13 @@ soak: $(BUILD)/herald
 
 # herald next to Redis under the same load: build/bench/report.md and
 # fanout.png. BENCH_QUICK=1 runs the small version (CI's smoke test).
-# loadgen links OpenSSL for --tls (the TLS rows of the report).
+# loadgen links OpenSSL for --tls (the TLS rows of the report) and wslay
+# for --ws (the WebSocket rows).
 $(BUILD)/bench/loadgen: tests/bench/loadgen.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) \
 	  $(shell pkg-config --cflags openssl) $< -o $@ \
-	  $(shell pkg-config --libs openssl)
+	  $(shell pkg-config --libs openssl) -lwslay
 
 bench: $(BUILD)/herald $(BUILD)/bench/loadgen
 	@sh tools/deps.sh bench

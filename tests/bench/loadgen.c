@@ -25,6 +25,21 @@
  * SSL_read/SSL_write in the same loop. A plaintext connection has no SSL
  * object and takes exactly the code path it takes without the option.
  *
+ * --ws (herald only): every connection (clients and control alike) first
+ * does the HTTP/1.1 upgrade to WebSocket on GET /ws (docs/protocol.md,
+ * "WebSocket"; --port is then herald's http_listen port), checks the 101
+ * status and the Sec-WebSocket-Accept value (SHA-1 and base64 from
+ * OpenSSL), then sends each frame of the protocol, without its newline, as
+ * one masked text frame, and takes each text message from the server as one
+ * line of the TCP protocol. The framing is libwslay's frame API
+ * (wslay_frame_*, client side, masks from a xorshift generator: enough for
+ * a load tool), fed from the connection's read buffer and writing into its
+ * write buffer, so that it composes with --tls (wss) and with the deferred
+ * fan-out acks. A server ping is answered with a pong; a close from the
+ * server fails the run, as the end of a TCP connection does. A connection
+ * without --ws has no WebSocket state and takes the path it takes without
+ * the option.
+ *
  * Output: one line of key=value pairs per figure set on stdout. A failure
  * (a round, greeting or request not done within --timeout seconds, a refused
  * connection, an error reply) prints a status=fail line, a message on
@@ -56,8 +71,13 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
+
+#include <wslay/wslay.h>
 
 #define EVMAX 1024
 #define READ_MIN 4096                   /* free space offered to recv() */
@@ -68,8 +88,8 @@
 
 enum target { T_HERALD, T_REDIS };
 enum mode { M_FANOUT, M_CALLS, M_LIST, M_CONNECT, M_HOLD };
-enum cstate { CS_FREE, CS_CONNECTING, CS_HANDSHAKE, CS_GREETING, CS_READY,
-              CS_CLOSING };
+enum cstate { CS_FREE, CS_CONNECTING, CS_HANDSHAKE, CS_UPGRADE, CS_GREETING,
+              CS_READY, CS_CLOSING };
 
 struct samples {
   uint64_t *v;                  /* nanoseconds */
@@ -94,6 +114,7 @@ struct conn {
   SSL *ssl;                     /* --tls, from the TCP connect on; or NULL */
   int rd_want_write;            /* TLS: SSL_read waits for writability */
   int wr_want_read;             /* TLS: SSL_write waits for readability */
+  struct ws *ws;                /* --ws: its WebSocket state; or NULL */
 };
 
 struct opts {
@@ -105,6 +126,7 @@ struct opts {
   double seconds, timeout;
   const char *method;
   const char *tls_ca;           /* --tls CAFILE, or NULL: plaintext */
+  int ws;                       /* --ws: WebSocket on GET /ws */
 };
 
 struct bench {
@@ -256,6 +278,9 @@ static void conn_watch(struct bench *b, int i, uint32_t want)
   c->events = want;
 }
 
+static int ws_begin(struct bench *b, int i);
+static void ws_end(struct conn *c);
+
 /* Close connection i; its buffers stay allocated for the process' life. */
 static void conn_close(struct bench *b, int i)
 {
@@ -269,6 +294,8 @@ static void conn_close(struct bench *b, int i)
     c->ssl = NULL;
     c->rd_want_write = c->wr_want_read = 0;
   }
+  if (c->ws != NULL)
+    ws_end(c);
   close(c->fd);
   c->fd = -1;
   c->state = CS_FREE;
@@ -316,9 +343,21 @@ static void conn_flush(struct bench *b, int i)
   }
 }
 
-/* Queue data on connection i. With defer, the write waits for flush_dirty()
- * (fan-out acks: the tool should not spend a round's time writing them);
- * otherwise it is attempted at once. */
+/* Data was added to connection i's wbuf. With defer, the write waits for
+ * flush_dirty() (fan-out acks: the tool should not spend a round's time
+ * writing them); otherwise it is attempted at once. */
+static void conn_queued(struct bench *b, int i, int defer)
+{
+  struct conn *c = &b->c[i];
+  if (!defer) {
+    conn_flush(b, i);
+  } else if (!c->dirty) {
+    c->dirty = 1;
+    b->dirty[b->ndirty++] = i;
+  }
+}
+
+/* Queue data on connection i, as it goes on the wire; see conn_queued. */
 static void conn_send(struct bench *b, int i, const char *data, size_t len,
                       int defer)
 {
@@ -326,12 +365,22 @@ static void conn_send(struct bench *b, int i, const char *data, size_t len,
   buf_reserve(&c->wbuf, &c->wcap, c->wlen + len);
   memcpy(c->wbuf + c->wlen, data, len);
   c->wlen += len;
-  if (!defer) {
-    conn_flush(b, i);
-  } else if (!c->dirty) {
-    c->dirty = 1;
-    b->dirty[b->ndirty++] = i;
-  }
+  conn_queued(b, i, defer);
+}
+
+static void ws_send(struct bench *b, int i, int opcode, const char *data,
+                    size_t len, int defer);
+
+/* Queue one frame of herald's protocol (ending with its newline) or one
+ * Redis command on connection i: as it is, or with --ws as one WebSocket
+ * text message without the newline. */
+static void frame_send(struct bench *b, int i, const char *data, size_t len,
+                       int defer)
+{
+  if (b->c[i].ws != NULL)
+    ws_send(b, i, WSLAY_TEXT_FRAME, data, len - 1, defer);
+  else
+    conn_send(b, i, data, len, defer);
 }
 
 static void flush_dirty(struct bench *b)
@@ -349,6 +398,7 @@ static void flush_dirty(struct bench *b)
 /* ---- TLS --------------------------------------------------------------- */
 
 static void send_greeting(struct bench *b, int i);
+static void conn_open(struct bench *b, int i);
 
 /* Why the TLS operation that returned r on connection i failed, as text
  * (static storage); empties OpenSSL's error queue, which must be empty
@@ -375,7 +425,8 @@ static const char *tls_why(struct conn *c, int r)
   return why;
 }
 
-/* Go on with connection i's TLS handshake; once it is done, greet. */
+/* Go on with connection i's TLS handshake; once it is done, greet (or
+ * upgrade to WebSocket first). */
 static void tls_handshake(struct bench *b, int i)
 {
   struct conn *c = &b->c[i];
@@ -385,10 +436,10 @@ static void tls_handshake(struct bench *b, int i)
       b->tls_version = SSL_get_version(c->ssl);
       b->tls_cipher = SSL_get_cipher_name(c->ssl);
     }
-    c->state = CS_GREETING;
-    send_greeting(b, i);
+    conn_open(b, i);
     /* read ahead may already hold what follows the handshake */
-    if (!b->failed && c->state == CS_GREETING && SSL_has_pending(c->ssl))
+    if (!b->failed && (c->state == CS_GREETING || c->state == CS_UPGRADE) &&
+        SSL_has_pending(c->ssl))
       tls_readable(b, i);
     return;
   }
@@ -444,7 +495,22 @@ static void send_greeting(struct bench *b, int i)
     n = snprintf(buf, sizeof buf, "*2\r\n$9\r\nSUBSCRIBE\r\n$%zu\r\n%s\r\n",
                  strlen(CHANNEL), CHANNEL);
   }
-  conn_send(b, i, buf, (size_t)n, 0);
+  frame_send(b, i, buf, (size_t)n, 0);
+}
+
+static void ws_upgrade(struct bench *b, int i);
+
+/* Connection i's transport is up (TCP, or TLS too): with --ws, send the
+ * upgrade request first; otherwise greet. */
+static void conn_open(struct bench *b, int i)
+{
+  struct conn *c = &b->c[i];
+  if (c->ws != NULL) {
+    ws_upgrade(b, i);
+    return;
+  }
+  c->state = CS_GREETING;
+  send_greeting(b, i);
 }
 
 static void conn_greeted(struct bench *b, int i, uint64_t now)
@@ -476,8 +542,7 @@ static void conn_connected(struct bench *b, int i)
     tls_start(b, i);
     return;
   }
-  c->state = CS_GREETING;
-  send_greeting(b, i);
+  conn_open(b, i);
 }
 
 static void conn_start(struct bench *b, int i)
@@ -493,6 +558,10 @@ static void conn_start(struct bench *b, int i)
     return;
   }
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (b->o.ws && ws_begin(b, i) < 0) {
+    close(fd);
+    return;
+  }
   c->fd = fd;
   c->t_start = now_ns();
   c->state = CS_CONNECTING;
@@ -673,7 +742,7 @@ static void herald_frame(struct bench *b, int i, const char *line,
     }
     n = snprintf(ack, sizeof ack, "{\"type\":\"ack\",\"id\":%" PRId64 "}\n",
                  id);
-    conn_send(b, i, ack, (size_t)n, b->round_open);
+    frame_send(b, i, ack, (size_t)n, b->round_open);
     if (b->o.mode == M_FANOUT && starts(text, end, "\""))
       fanout_got(b, i, text_round(text + 1, end), now);
   } else if (starts(t, end, "\"result\"")) {
@@ -681,7 +750,7 @@ static void herald_frame(struct bench *b, int i, const char *line,
   } else if (starts(t, end, "\"welcome\"")) {
     conn_greeted(b, i, now);
   } else if (starts(t, end, "\"ping\"")) {
-    conn_send(b, i, "{\"type\":\"pong\"}\n", 16, 0);
+    frame_send(b, i, "{\"type\":\"pong\"}\n", 16, 0);
   } else if (starts(t, end, "\"error\"") || starts(t, end, "\"drop\"") ||
              t == NULL) {
     fail(b, "%s: the server sent: %.*s", conn_name(b, i),
@@ -713,6 +782,358 @@ static void herald_input(struct bench *b, int i, uint64_t now)
   }
   if (c->rlen > MAX_REPLY)
     fail(b, "%s: a line longer than %zu bytes", conn_name(b, i), MAX_REPLY);
+}
+
+/* ---- WebSocket (--ws) -------------------------------------------------- */
+
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  /* RFC 6455, 1.3 */
+#define WS_HEAD_MAX 8192        /* the server's answer to the upgrade */
+
+struct ws {
+  wslay_frame_context_ptr fc;   /* wslay's framing state, while connected */
+  struct conn *c;
+  const char *in;               /* ws_input: rbuf bytes not given to wslay */
+  size_t inlen;
+  uint64_t foff;                /* payload bytes of the current frame so far */
+  int msg_op;                   /* opcode of the message being assembled, -1 */
+  char *msg;                    /* its payload so far (fragments, parts) */
+  size_t mlen, mcap;
+  uint8_t ctl[125];             /* a control frame's payload so far */
+  size_t ctllen;
+  char key[32];                 /* Sec-WebSocket-Key sent: base64, 24 bytes */
+};
+
+static uint64_t ws_rng;         /* xorshift64 state: masks and keys */
+
+static void ws_seed(void)
+{
+  if (RAND_bytes((unsigned char *)&ws_rng, sizeof ws_rng) != 1)
+    ERR_clear_error();
+  ws_rng ^= now_ns() ^ ((uint64_t)getpid() << 32);
+  if (ws_rng == 0)
+    ws_rng = 0x9e3779b97f4a7c15ull;
+}
+
+static uint64_t ws_rand(void)
+{
+  ws_rng ^= ws_rng << 13;
+  ws_rng ^= ws_rng >> 7;
+  ws_rng ^= ws_rng << 17;
+  return ws_rng;
+}
+
+/* wslay's output: append to the connection's wbuf, whole. */
+static ssize_t ws_send_cb(const uint8_t *data, size_t len, int flags,
+                          void *user)
+{
+  struct conn *c = ((struct ws *)user)->c;
+  (void)flags;
+  buf_reserve(&c->wbuf, &c->wcap, c->wlen + len);
+  memcpy(c->wbuf + c->wlen, data, len);
+  c->wlen += len;
+  return (ssize_t)len;
+}
+
+/* wslay's input: what ws_input offers from rbuf; -1 (wslay: want read)
+ * once it is all taken. */
+static ssize_t ws_recv_cb(uint8_t *buf, size_t len, int flags, void *user)
+{
+  struct ws *w = user;
+  (void)flags;
+  if (w->inlen == 0)
+    return -1;
+  if (len > w->inlen)
+    len = w->inlen;
+  memcpy(buf, w->in, len);
+  w->in += len;
+  w->inlen -= len;
+  return (ssize_t)len;
+}
+
+static int ws_genmask_cb(uint8_t *buf, size_t len, void *user)
+{
+  (void)user;
+  while (len > 0) {
+    uint64_t r = ws_rand();
+    size_t n = len < sizeof r ? len : sizeof r;
+    memcpy(buf, &r, n);
+    buf += n;
+    len -= n;
+  }
+  return 0;
+}
+
+static const struct wslay_frame_callbacks ws_callbacks = {
+  ws_send_cb, ws_recv_cb, ws_genmask_cb
+};
+
+/* Connection i is about to connect with --ws: fresh WebSocket state (the
+ * struct stays allocated for the process' life, as the buffers do). */
+static int ws_begin(struct bench *b, int i)
+{
+  struct conn *c = &b->c[i];
+  struct ws *w = c->ws;
+  if (w == NULL) {
+    w = calloc(1, sizeof *w);
+    if (w == NULL) {
+      fail(b, "out of memory for %s's WebSocket state", conn_name(b, i));
+      return -1;
+    }
+    c->ws = w;
+    w->c = c;
+  }
+  w->foff = w->mlen = w->ctllen = w->inlen = 0;
+  w->msg_op = -1;
+  if (wslay_frame_context_init(&w->fc, &ws_callbacks, w) != 0) {
+    w->fc = NULL;
+    fail(b, "out of memory for %s's WebSocket framing", conn_name(b, i));
+    return -1;
+  }
+  return 0;
+}
+
+/* Connection c is closed: drop its framing state. */
+static void ws_end(struct conn *c)
+{
+  if (c->ws->fc != NULL) {
+    wslay_frame_context_free(c->ws->fc);
+    c->ws->fc = NULL;
+  }
+}
+
+static void ws_free(struct ws *w)
+{
+  if (w == NULL)
+    return;
+  if (w->fc != NULL)
+    wslay_frame_context_free(w->fc);
+  free(w->msg);
+  free(w);
+}
+
+/* Queue one masked frame (fin set) of opcode on connection i: wslay writes
+ * its header and masked payload into wbuf; then as conn_send. */
+static void ws_send(struct bench *b, int i, int opcode, const char *data,
+                    size_t len, int defer)
+{
+  struct conn *c = &b->c[i];
+  struct wslay_frame_iocb io;
+  ssize_t r;
+  memset(&io, 0, sizeof io);
+  io.fin = 1;
+  io.opcode = (uint8_t)opcode;
+  io.mask = 1;
+  io.payload_length = len;
+  io.data = (const uint8_t *)data;
+  io.data_length = len;
+  r = wslay_frame_send(c->ws->fc, &io);
+  if (r != (ssize_t)len) {
+    fail(b, "%s: wslay_frame_send failed (%zd)", conn_name(b, i), r);
+    return;
+  }
+  conn_queued(b, i, defer);
+}
+
+/* The TCP (or TLS) connection i is up: send the upgrade request. */
+static void ws_upgrade(struct bench *b, int i)
+{
+  struct conn *c = &b->c[i];
+  unsigned char raw[16];
+  char req[768];
+  uint64_t r1 = ws_rand(), r2 = ws_rand();
+  int v6 = strchr(b->o.host, ':') != NULL, n;
+  memcpy(raw, &r1, 8);
+  memcpy(raw + 8, &r2, 8);
+  EVP_EncodeBlock((unsigned char *)c->ws->key, raw, sizeof raw);
+  n = snprintf(req, sizeof req, "GET /ws HTTP/1.1\r\n"
+               "Host: %s%s%s:%ld\r\n"
+               "Upgrade: websocket\r\n"
+               "Connection: Upgrade\r\n"
+               "Sec-WebSocket-Key: %s\r\n"
+               "Sec-WebSocket-Version: 13\r\n\r\n",
+               v6 ? "[" : "", b->o.host, v6 ? "]" : "", b->o.port,
+               c->ws->key);
+  if (n < 0 || (size_t)n >= sizeof req) {
+    fail(b, "--host too long for the upgrade request");
+    return;
+  }
+  c->state = CS_UPGRADE;
+  conn_send(b, i, req, (size_t)n, 0);
+}
+
+/* The value of header `name` (with its colon) in the head p[0..len), its
+ * blanks trimmed, into *vlen; or NULL. Names are case-insensitive. */
+static const char *http_header(const char *p, size_t len, const char *name,
+                               size_t *vlen)
+{
+  const char *end = p + len, *line = p;
+  size_t nl = strlen(name);
+  while (line < end) {
+    const char *eol = memchr(line, '\n', (size_t)(end - line));
+    const char *v, *ve;
+    if (eol == NULL)
+      eol = end;
+    if ((size_t)(eol - line) > nl && strncasecmp(line, name, nl) == 0) {
+      v = line + nl;
+      ve = eol;
+      while (v < ve && (*v == ' ' || *v == '\t'))
+        v++;
+      while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+        ve--;
+      *vlen = (size_t)(ve - v);
+      return v;
+    }
+    line = eol + 1;
+  }
+  return NULL;
+}
+
+/* Connection i waits for the answer to its upgrade: once the head is whole
+ * in rbuf, check the 101 status and the Sec-WebSocket-Accept value, drop
+ * the head from rbuf (frames may follow it) and greet. Returns 0 once
+ * upgraded, -1 when the head is not whole yet or the run failed. */
+static int ws_upgraded(struct bench *b, int i)
+{
+  struct conn *c = &b->c[i];
+  const char *head = c->rbuf, *eoh, *v;
+  size_t hlen, vlen, first;
+  char cat[sizeof ((struct ws *)0)->key + sizeof WS_GUID], want[32];
+  unsigned char md[SHA_DIGEST_LENGTH];
+  eoh = memmem(head, c->rlen, "\r\n\r\n", 4);
+  if (eoh == NULL) {
+    if (c->rlen > WS_HEAD_MAX)
+      fail(b, "%s: no end to the answer to the upgrade within %d bytes",
+           conn_name(b, i), WS_HEAD_MAX);
+    return -1;
+  }
+  hlen = (size_t)(eoh - head) + 4;
+  first = strcspn(head, "\r");  /* eoh bounds it: the head has a '\r' */
+  if (hlen < 12 || (memcmp(head, "HTTP/1.1 101", 12) != 0 &&
+                    memcmp(head, "HTTP/1.0 101", 12) != 0)) {
+    fail(b, "%s: the upgrade to WebSocket was refused: %.*s",
+         conn_name(b, i), first > 200 ? 200 : (int)first, head);
+    return -1;
+  }
+  snprintf(cat, sizeof cat, "%s%s", c->ws->key, WS_GUID);
+  SHA1((const unsigned char *)cat, strlen(cat), md);
+  EVP_EncodeBlock((unsigned char *)want, md, sizeof md);
+  v = http_header(head, hlen - 2, "Sec-WebSocket-Accept:", &vlen);
+  if (v == NULL || vlen != strlen(want) || memcmp(v, want, vlen) != 0) {
+    fail(b, "%s: the upgrade's Sec-WebSocket-Accept is %s%.*s%s; RFC 6455 "
+         "wants %s for the key %s", conn_name(b, i), v ? "'" : "missing",
+         v ? (int)vlen : 0, v ? v : "", v ? "'" : "", want, c->ws->key);
+    return -1;
+  }
+  memmove(c->rbuf, c->rbuf + hlen, c->rlen - hlen);
+  c->rlen -= hlen;
+  c->state = CS_GREETING;
+  send_greeting(b, i);
+  return b->failed ? -1 : 0;
+}
+
+/* One complete text message from the server: one line of the protocol. */
+static void ws_message(struct bench *b, int i, const char *p, size_t len,
+                       uint64_t now)
+{
+  while (len > 0 && (p[len - 1] == '\n' || p[len - 1] == '\r'))
+    len--;                      /* none is sent; one would be tolerated */
+  herald_frame(b, i, p, len, now);
+}
+
+/* One piece of a frame, as wslay_frame_recv hands it out: a whole frame
+ * when it came whole (then a one-frame text message is taken where wslay
+ * holds it), else parts, gathered here. */
+static void ws_chunk(struct bench *b, int i,
+                     const struct wslay_frame_iocb *io, uint64_t now)
+{
+  struct conn *c = &b->c[i];
+  struct ws *w = c->ws;
+  int start = w->foff == 0, end;
+  w->foff += io->data_length;
+  end = w->foff == io->payload_length;
+  if (end)
+    w->foff = 0;
+  if (start && (io->rsv != 0 || io->mask)) {
+    fail(b, "%s: a WebSocket frame %s from the server", conn_name(b, i),
+         io->mask ? "masked" : "with reserved bits");
+    return;
+  }
+  if (wslay_is_ctrl_frame(io->opcode)) {
+    /* wslay has checked: at most 125 bytes, not fragmented */
+    memcpy(w->ctl + w->ctllen, io->data, io->data_length);
+    w->ctllen += io->data_length;
+    if (!end)
+      return;
+    if (io->opcode == WSLAY_PING) {
+      ws_send(b, i, WSLAY_PONG, (const char *)w->ctl, w->ctllen, 0);
+    } else if (io->opcode == WSLAY_CONNECTION_CLOSE) {
+      fail(b, "%s: the server closed the WebSocket (code %d%s%.*s)",
+           conn_name(b, i), w->ctllen >= 2 ? w->ctl[0] << 8 | w->ctl[1] : 0,
+           w->ctllen > 2 ? ": " : "",
+           w->ctllen > 2 ? (int)w->ctllen - 2 : 0, (const char *)w->ctl + 2);
+    } else if (io->opcode != WSLAY_PONG) {
+      fail(b, "%s: a WebSocket frame of opcode %d from the server",
+           conn_name(b, i), io->opcode);
+    }
+    w->ctllen = 0;
+    return;
+  }
+  if (start) {
+    if (io->opcode == WSLAY_TEXT_FRAME && w->msg_op < 0) {
+      if (end && io->fin) {     /* the usual case: no copy */
+        ws_message(b, i, (const char *)io->data, io->data_length, now);
+        return;
+      }
+      w->msg_op = io->opcode;
+    } else if (io->opcode != WSLAY_CONTINUATION_FRAME || w->msg_op < 0) {
+      fail(b, "%s: a WebSocket frame of opcode %d from the server%s",
+           conn_name(b, i), io->opcode,
+           w->msg_op < 0 ? "" : " inside a fragmented message");
+      return;
+    }
+  }
+  if (w->mlen + io->data_length > MAX_REPLY) {
+    fail(b, "%s: a message longer than %zu bytes", conn_name(b, i),
+         MAX_REPLY);
+    return;
+  }
+  buf_reserve(&w->msg, &w->mcap, w->mlen + io->data_length);
+  memcpy(w->msg + w->mlen, io->data, io->data_length);
+  w->mlen += io->data_length;
+  if (end && io->fin) {
+    size_t n = w->mlen;
+    w->mlen = 0;
+    w->msg_op = -1;
+    ws_message(b, i, w->msg, n, now);
+  }
+}
+
+/* conn_input for a --ws connection: the answer to the upgrade first, then
+ * every byte of rbuf through wslay's frame reader (which keeps a partial
+ * frame's head itself); rbuf is left empty. */
+static void ws_input(struct bench *b, int i, uint64_t now)
+{
+  struct conn *c = &b->c[i];
+  struct ws *w = c->ws;
+  if (c->state == CS_UPGRADE && ws_upgraded(b, i) < 0)
+    return;
+  w->in = c->rbuf;
+  w->inlen = c->rlen;
+  for (;;) {
+    struct wslay_frame_iocb io;
+    ssize_t r = wslay_frame_recv(w->fc, &io);
+    if (r == WSLAY_ERR_WANT_READ)
+      break;
+    if (r < 0) {
+      fail(b, "%s: a malformed WebSocket frame from the server (wslay "
+           "error %zd)", conn_name(b, i), r);
+      return;
+    }
+    ws_chunk(b, i, &io, now);
+    if (b->failed || c->state == CS_FREE)
+      return;
+  }
+  c->rlen = 0;
 }
 
 /* ---- Redis replies ----------------------------------------------------- */
@@ -874,7 +1295,9 @@ static void redis_input(struct bench *b, int i, uint64_t now)
 static int conn_input(struct bench *b, int i)
 {
   uint64_t now = now_ns();
-  if (b->o.target == T_HERALD)
+  if (b->c[i].ws != NULL)
+    ws_input(b, i, now);
+  else if (b->o.target == T_HERALD)
     herald_input(b, i, now);
   else
     redis_input(b, i, now);
@@ -1018,7 +1441,9 @@ static void conn_readable(struct bench *b, int i)
     c->rlen += (size_t)n;
     if (c->state != CS_CLOSING) {
       uint64_t now = now_ns();
-      if (b->o.target == T_HERALD)
+      if (c->ws != NULL)
+        ws_input(b, i, now);
+      else if (b->o.target == T_HERALD)
         herald_input(b, i, now);
       else
         redis_input(b, i, now);
@@ -1111,6 +1536,7 @@ static int connect_range(struct bench *b, int lo, int hi)
            conn_name(b, oldest),
            b->c[oldest].state == CS_CONNECTING ? "connected" :
            b->c[oldest].state == CS_HANDSHAKE ? "through its TLS handshake" :
+           b->c[oldest].state == CS_UPGRADE ? "upgraded to WebSocket" :
            "greeted",
            b->o.timeout, b->nready - base, hi - lo);
       return -1;
@@ -1143,7 +1569,7 @@ static void send_request(struct bench *b, int i)
     c->outstanding++;
     n = snprintf(b->fbuf, b->fcap, "*2\r\n$6\r\nCLIENT\r\n$4\r\nLIST\r\n");
   }
-  conn_send(b, i, b->fbuf, (size_t)n, 0);
+  frame_send(b, i, b->fbuf, (size_t)n, 0);
 }
 
 /* ---- modes ------------------------------------------------------------- */
@@ -1170,8 +1596,9 @@ static int all_closed(struct bench *b)
 
 static void print_head(const struct bench *b)
 {
-  printf("target=%s mode=%s%s", target_names[b->o.target],
-         mode_names[b->o.mode], b->tls != NULL ? " tls=1" : "");
+  printf("target=%s mode=%s%s%s", target_names[b->o.target],
+         mode_names[b->o.mode], b->tls != NULL ? " tls=1" : "",
+         b->o.ws ? " ws=1" : "");
 }
 
 static void print_greet(struct bench *b, uint64_t connect_ns)
@@ -1253,7 +1680,7 @@ static void send_trigger(struct bench *b, int64_t r)
                  "$%zu\r\n%s\r\n", strlen(CHANNEL), CHANNEL, tl, b->text);
   }
   b->t0 = now_ns();
-  conn_send(b, b->ctl, b->fbuf, (size_t)n, 0);
+  frame_send(b, b->ctl, b->fbuf, (size_t)n, 0);
 }
 
 static int mode_fanout(struct bench *b)
@@ -1416,7 +1843,7 @@ static void goodbye(struct bench *b)
       c->state = CS_CLOSING;
       b->nclosing++;
       c->shut_pending = 1;
-      conn_send(b, i, "{\"type\":\"bye\"}\n", 15, 0);
+      frame_send(b, i, "{\"type\":\"bye\"}\n", 15, 0);
     } else {
       conn_close(b, i);
     }
@@ -1544,6 +1971,8 @@ static void usage(FILE *f)
 "  --gap-ms MS            fanout: pause between rounds (10)\n"
 "  --tls CAFILE           connect with TLS, the server's certificate\n"
 "                         verified against CAFILE and --host\n"
+"  --ws                   herald: WebSocket (GET /ws on --port, herald's\n"
+"                         http_listen), one text message per frame\n"
 "  --help                 this text\n"
 "fanout: per round a control connection triggers one message (herald: call\n"
 "of method broadcast(text); redis: PUBLISH " CHANNEL ") and the round ends\n"
@@ -1605,6 +2034,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
     {"timeout", required_argument, NULL, 'o'},
     {"gap-ms", required_argument, NULL, 'g'},
     {"tls", required_argument, NULL, 'S'},
+    {"ws", no_argument, NULL, 'W'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0}
   };
@@ -1658,6 +2088,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
     case 'o': rc = real_arg("timeout", optarg, 0.001, 3600, &o->timeout); break;
     case 'g': rc = num_arg("gap-ms", optarg, 0, 60000, &o->gap_ms); break;
     case 'S': o->tls_ca = optarg; break;
+    case 'W': o->ws = 1; break;
     case 'h':
       usage(stdout);
       return 1;
@@ -1670,6 +2101,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
     return -1;
   if (optind < argc) {
     fprintf(stderr, "loadgen: unexpected argument '%s'\n", argv[optind]);
+    return -1;
+  }
+  if (o->ws && o->target != T_HERALD) {
+    fprintf(stderr, "loadgen: --ws is for --target herald only\n");
     return -1;
   }
   if (o->port < 0)
@@ -1734,6 +2169,8 @@ int main(int argc, char **argv)
     b.c[i].fd = -1;
     b.c[i].last_round = -1;
   }
+  if (b.o.ws)
+    ws_seed();
   switch (b.o.mode) {
   case M_FANOUT: rc = mode_fanout(&b); break;
   case M_CALLS: rc = mode_calls(&b); break;
@@ -1754,6 +2191,7 @@ int main(int argc, char **argv)
   for (i = 0; i < b.nconn; i++) {
     free(b.c[i].rbuf);
     free(b.c[i].wbuf);
+    ws_free(b.c[i].ws);
   }
   free(b.c);
   SSL_CTX_free(b.tls);

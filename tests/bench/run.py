@@ -15,10 +15,11 @@ PID, and writes into build/bench/:
 Which herald runs with which configuration: every herald gets its own
 folder, port, admin socket and log, and the same `max_sessions`. The
 plain herald, the one compared with Redis, has `state = false` (no state
-database, as in the figures from before herald had one); the herald with
-TLS has `state = false` too; the herald with the state database has
-`state = "<its folder>/herald.db"` (herald's defaults otherwise: WAL,
-synchronous=NORMAL).
+database, as in the figures from before herald had one) and `http_listen
+= "127.0.0.1:0"` (WebSocket, below; the port it took is read from its
+log); the herald with TLS has `state = false` too; the herald with the
+state database has `state = "<its folder>/herald.db"` (herald's defaults
+otherwise: WAL, synchronous=NORMAL).
 
 The cost of TLS: a second herald serves TLS (`tls = {...}` with a pair
 made by `herald cert` in its temporary folder, its own port and admin
@@ -34,6 +35,15 @@ connect-and-greet runs (each new session is one transaction: a row for
 information, without a target). Those rows compare it with the plain
 herald (`state = false`) from the same run.
 
+The cost of WebSocket: the plain herald also listens on http_listen, and
+loadgen --ws drives it there (every connection upgrades on GET /ws, then
+each frame is one masked text message) in the fan-out at the largest N,
+its runs interleaved with the same herald's over TCP. Those two rows
+(median and p99) compare fan-out to WebSocket sessions with fan-out to TCP
+sessions of the same herald process in the same run. A short probe (one
+session over WebSocket) comes first: when it fails, the two rows are
+recorded as not measured and the rest goes on.
+
 Each figure is the median of several rounds after a warm-up. Runs of the
 two servers alternate (herald first, then Redis first) so that a drift of
 the machine weighs on both alike. BENCH_QUICK=1 (or --quick) runs a small
@@ -47,8 +57,8 @@ start at all (a missing binary, a server that does not come up).
 
 --only state runs just the state database's rows and their plaintext
 twins (the plain herald and the herald with the state database; no Redis,
-no TLS): fan-out at the largest N, calls with many connections, connect
-and greet.
+no TLS, no WebSocket): fan-out at the largest N, calls with many
+connections, connect and greet.
 
 Usage: python3 tests/bench/run.py [--quick] [--only state] [--out DIR]
 """
@@ -77,6 +87,9 @@ TLS_TARGET = 1.15
 # The two state database rows: herald with `state` set against herald with
 # `state = false`, same run.
 STATE_TARGET = 1.15
+# The two WebSocket rows: fan-out to sessions over WebSocket against the
+# same herald's fan-out to TCP sessions, same run (reported, not asserted).
+WS_TARGET = 1.15
 
 FULL = {
     "fanout_n": [1000, 5000, 10000],
@@ -297,10 +310,12 @@ class Herald(Server):
     """herald serve in workdir; with tls, a certificate and key are made
     there first with `herald cert` and the configuration serves TLS, and
     loadgen is told to trust that certificate (tls_ca). state: the path of
-    its state database, or None for `state = false`."""
+    its state database, or None for `state = false`. http: also listen
+    for HTTP and WebSocket (`http_listen`, a port of the system's choice,
+    read from the log into http_port)."""
 
     def __init__(self, binary, log_path, workdir, nofile, max_sessions,
-                 tls=False, state=None):
+                 tls=False, state=None, http=False):
         if tls:
             name, label = "herald_tls", "herald with TLS"
         elif state:
@@ -314,9 +329,13 @@ class Herald(Server):
         self.max_sessions = max_sessions
         self.tls_ca = None
         self.state = state
+        self.http = http
+        self.http_port = None
         lines = ["-- written by tests/bench/run.py",
                  "max_sessions = %d" % max_sessions,
                  'state = "%s"' % state if state else "state = false"]
+        if http:
+            lines.append('http_listen = "127.0.0.1:0"')
         if tls:
             certdir = os.path.join(workdir, "cert")
             try:
@@ -346,7 +365,35 @@ class Herald(Server):
 
     def ready(self, text):
         m = re.search(r"listening on 127\.0\.0\.1:(\d+)", text)
-        return int(m.group(1)) if m else None
+        if m is None:
+            return None
+        if self.http:
+            h = re.search(r"pages at https?://127\.0\.0\.1:(\d+)/", text)
+            if h is None:
+                return None
+            self.http_port = int(h.group(1))
+        return int(m.group(1))
+
+
+class WebSocketSide:
+    """A herald with http_listen, as loadgen --ws sees it: the same
+    process (its log, liveness and restarts are the herald's), reached on
+    its http_listen port, its figures kept under the name herald_ws."""
+
+    name = "herald_ws"
+    label = "herald over WebSocket"
+    ws = True
+    tls_ca = None
+
+    def __init__(self, herald):
+        self.herald = herald
+
+    @property
+    def port(self):
+        return self.herald.http_port
+
+    def __getattr__(self, attr):
+        return getattr(self.herald, attr)
 
 
 class Redis(Server):
@@ -409,6 +456,8 @@ class Loadgen:
                 "--timeout", str(LOADGEN_TIMEOUT)]
         if getattr(server, "tls_ca", None):
             args += ["--tls", server.tls_ca]
+        if getattr(server, "ws", False):
+            args.append("--ws")
         for k, v in opts.items():
             args += ["--" + k.replace("_", "-"), str(v)]
         return args
@@ -522,6 +571,7 @@ class Bench:
         self.failures = {}      # group -> error text
         self.notes = []
         self.servers = {}
+        self.ws = None          # the plain herald over WebSocket, once probed
         self.nofile = None
         self.state_fs = None
         self.state_db_size = None
@@ -555,10 +605,12 @@ class Bench:
             open(os.path.join(self.out, name), "w").close()
         # state = false, said explicitly: the figures compared with Redis
         # (and with earlier reports) are those of herald without its state
-        # database; the herald with it is measured on its own rows.
+        # database; the herald with it is measured on its own rows. The
+        # plain herald also serves WebSocket (its rows), except with --only
+        # state.
         self.servers["herald"] = Herald(
             self.args.herald, os.path.join(self.out, "herald.log"), hdir,
-            self.nofile, self.max_sessions)
+            self.nofile, self.max_sessions, http=not self.only_state)
         if not self.only_state:
             self.servers["redis"] = Redis(
                 os.path.join(self.out, "redis.log"), rdir, self.nofile,
@@ -600,6 +652,21 @@ class Bench:
             self.failures["herald with the state database"] = str(e)
             log("FAILED: herald with the state database: %s" % e)
 
+    def start_ws(self):
+        """The plain herald over WebSocket: one session upgraded, greeted
+        and closed by loadgen --ws. When that fails, the WebSocket rows are
+        recorded as not measured and the rest goes on (a broken upgrade
+        must not cost the fan-out rows over TCP)."""
+        side = WebSocketSide(self.servers["herald"])
+        try:
+            self.loadgen.run(side, "connect", 60, clients=1)
+        except BenchError as e:
+            self.failures["herald over WebSocket"] = str(e)
+            log("FAILED: herald over WebSocket: %s" % e)
+            return
+        log("herald over WebSocket: port %d" % side.port)
+        self.ws = side
+
     def restart(self, kind, why):
         s = self.servers[kind]
         note = s.stop()
@@ -617,18 +684,25 @@ class Bench:
                 self.notes.append(note)
                 log(note)
 
-    def order(self, rep, tls=False, state=False):
+    def order(self, rep, tls=False, state=False, ws=False):
         """Alternate which server goes first, so drift weighs on both. With
-        tls and state (each when that herald is up), up to four: herald
-        with TLS, herald with the state database, herald, Redis, then the
+        tls, state and ws (each when that herald, or the plain herald's
+        WebSocket side, is up), up to five: herald with TLS, herald with
+        the state database, herald over WebSocket, herald, Redis, then the
         reverse, so that herald and Redis keep their alternation and the
-        TLS and state heralds alternate with the plain one too."""
+        TLS and state heralds and the WebSocket side alternate with the
+        plain herald too."""
         names = ["herald", "redis"]
+        if ws:
+            names.insert(0, "herald_ws")
         if state:
             names.insert(0, "herald_state")
         if tls:
             names.insert(0, "herald_tls")
-        pair = [self.servers[n] for n in names if n in self.servers]
+        targets = dict(self.servers)
+        if self.ws is not None:
+            targets["herald_ws"] = self.ws
+        pair = [targets[n] for n in names if n in targets]
         return pair if rep % 2 == 0 else pair[::-1]
 
     def group(self, name, fn):
@@ -717,10 +791,11 @@ class Bench:
             first = {}
             last = {}
             for rep in range(c["fanout_runs"]):
-                # herald with TLS and herald with the state database at the
-                # largest N only (their rows)
+                # herald with TLS, herald with the state database and the
+                # plain herald over WebSocket at the largest N only (their
+                # rows)
                 for s in self.order(rep, tls=n == largest,
-                                    state=n == largest):
+                                    state=n == largest, ws=n == largest):
                     first.setdefault(s.name, [])
                     last.setdefault(s.name, [])
                     # Rounds are spaced so that the server has taken the
@@ -744,9 +819,12 @@ class Bench:
                     self.put("fanout_p99", kind, pct(last[kind], 99))
                     self.put("fanout_rounds_pooled", kind, len(last[kind]))
             v = self.values["fanout_%d" % n]
+            labels = {k: s.label for k, s in self.servers.items()}
+            labels["herald_ws"] = WebSocketSide.label
             log("  N=%d: %s" % (n, ", ".join(
-                "%s %.2f ms" % (self.servers[k].label, v[k])
-                for k in ("herald", "redis", "herald_tls", "herald_state")
+                "%s %.2f ms" % (labels[k], v[k])
+                for k in ("herald", "redis", "herald_tls", "herald_state",
+                          "herald_ws")
                 if k in v)))
 
     def calls(self):
@@ -807,6 +885,8 @@ class Bench:
                 # heaps.
                 self.group("memory per idle session (N=%s, %d s idle)" % (
                     fmt_int(c["mem_n"]), c["mem_idle"]), self.memory)
+                # after the memory figures, which want untouched servers
+                self.start_ws()
             self.group("connect and greet (N=%s)" % fmt_int(c["connect_n"]),
                        self.connect)
             fan_n = [max(c["fanout_n"])] if self.only_state else \
@@ -833,8 +913,10 @@ def figures(cfg, only_state=False):
     (the servers compared) and inverse (the ratio is reference/subject: for
     the TLS calls row, the time per call). The TLS rows follow their
     plaintext twins, whose values (src) they share, and so do the rows of
-    the herald with the state database (target None: information only).
-    With only_state, just the rows of the state database."""
+    the herald with the state database (target None: information only);
+    the two WebSocket rows (median and p99 of the fan-out at the largest
+    N, against the same herald's over TCP) follow the fan-out's TLS and
+    state rows. With only_state, just the rows of the state database."""
     n = cfg["fanout_n"]
     big = fmt_int(max(n))
     rows = [
@@ -876,6 +958,19 @@ def figures(cfg, only_state=False):
                         "unit": unit, "better": "lower",
                         "target": STATE_TARGET, "src": key,
                         "subject": "herald_state", "reference": "herald",
+                        "inverse": False})
+            out.append({"key": "fanout_ws",
+                        "label": label + ", to WebSocket sessions",
+                        "unit": unit, "better": "lower",
+                        "target": WS_TARGET, "src": key,
+                        "subject": "herald_ws", "reference": "herald",
+                        "inverse": False})
+            out.append({"key": "fanout_p99_ws",
+                        "label": "Broadcast fan-out latency, p99, N=%s, to "
+                        "WebSocket sessions" % big,
+                        "unit": unit, "better": "lower",
+                        "target": WS_TARGET, "src": "fanout_p99",
+                        "subject": "herald_ws", "reference": "herald",
                         "inverse": False})
         elif key == "calls":
             out.append({"key": "calls_tls",
@@ -920,7 +1015,8 @@ def judge(values, cfg, only_state=False):
     """Every figure with its ratio and verdict, as dicts. herald and redis
     are the plaintext servers' values of the figure, herald_tls that of the
     herald with TLS, herald_state that of the herald with the state
-    database; ratio is subject/reference (reference/subject when inverse).
+    database, herald_ws that of the plain herald over WebSocket; ratio is
+    subject/reference (reference/subject when inverse).
     A row without a target (information) has its ratio and met None."""
     rows = []
     for f in figures(cfg, only_state):
@@ -933,7 +1029,7 @@ def judge(values, cfg, only_state=False):
                                      f["inverse"])],
                "better": f["better"], "target": f["target"],
                "ratio": None, "met": None, "miss": None}
-        if f["subject"] in ("herald_tls", "herald_state"):
+        if f["subject"] in ("herald_tls", "herald_state", "herald_ws"):
             row[f["subject"]] = h
             row["redis"] = None     # not involved: herald against herald
         if f["inverse"]:
@@ -959,12 +1055,17 @@ RATIO_OF = {
     ("herald_tls", "herald", True): "TLS/plaintext, of the time per call",
     ("herald_state", "herald", False): "state on/off",
     ("herald_state", "herald", True): "state on/off, of the time per call",
+    ("herald_ws", "herald", False): "WS/TCP",
 }
+
+# How the missed-targets list names what a row's subject costs.
+COST_OF = {"herald_tls": "TLS", "herald_state": "the state database",
+           "herald_ws": "WebSocket"}
 
 
 def table(rows):
     out = ["| Figure | herald | Redis, or herald in plaintext / with "
-           "`state = false` | ratio | target | met? |",
+           "`state = false` / over TCP | ratio | target | met? |",
            "|---|---:|---:|---:|---:|---|"]
     for row in rows:
         if row["target"] is None:
@@ -999,6 +1100,12 @@ def table(rows):
             subject = "%s with state" % show(row["herald_state"], row["unit"])
             reference = "%s with `state = false`" % show(row["herald"],
                                                          row["unit"])
+            if row["met"] is not None:
+                ratio += " (%s)" % row["ratio_of"]
+        elif row["subject"] == "herald_ws":
+            subject = "%s over WebSocket" % show(row["herald_ws"],
+                                                 row["unit"])
+            reference = "%s over TCP" % show(row["herald"], row["unit"])
             if row["met"] is not None:
                 ratio += " (%s)" % row["ratio_of"]
         else:
@@ -1185,13 +1292,18 @@ def report(bench, rows, info, elapsed, plot_note, quick):
         "a target of ≤ %.2f means the state database costs at most %.0f%%. "
         "Connect and greet with the state database has no target: each new "
         "session is one transaction, and the row says what that costs. "
+        "In the two rows *to WebSocket sessions* (median and p99 at N=%s), "
+        "the same herald process is driven over WebSocket (its "
+        "`http_listen`) and over TCP in the same run, and the ratio is the "
+        "fan-out latency over WebSocket divided by that over TCP (WS/TCP); "
+        "its target of ≤ %.2f is reported, not asserted. "
         "Fan-out rounds "
         "are N/40 ms apart (at least 10 ms), so that each round times a "
         "broadcast to an idle server: herald's clients acknowledge every "
         "message, and the previous round's acknowledgements are taken "
         "before the next trigger." % (
             TLS_TARGET, 100 * (TLS_TARGET - 1), STATE_TARGET,
-            100 * (STATE_TARGET - 1)),
+            100 * (STATE_TARGET - 1), big, WS_TARGET),
         "",
     ]
     missed = [r for r in rows if r["met"] is False]
@@ -1204,8 +1316,7 @@ def report(bench, rows, info, elapsed, plot_note, quick):
                 "≤" if r["better"] == "lower" else "≥", r["target"],
                 "" if r["subject"] == "herald" else
                 ": %s costs %.0f%%, %.0f points over the %.0f%% allowed" % (
-                    "TLS" if r["subject"] == "herald_tls" else
-                    "the state database",
+                    COST_OF[r["subject"]],
                     100 * (r["ratio"] - 1), 100 * (r["ratio"] - r["target"]),
                     100 * (r["target"] - 1))))
         lines.append("")
@@ -1288,6 +1399,19 @@ def report(bench, rows, info, elapsed, plot_note, quick):
         "calls runs, and in the connect runs, in the same loops, the order "
         "alternating (herald with TLS, herald with the state database, "
         "herald, Redis, then the reverse)." % (big, cfg["calls_conns"]),
+        "- **WebSocket**: the plain herald also has `http_listen = "
+        "\"127.0.0.1:0\"` (the port it took is read from its log). loadgen "
+        "`--ws` makes every connection, the N sessions and the control "
+        "connection alike, do the HTTP/1.1 upgrade on `GET /ws` (the 101 "
+        "and its `Sec-WebSocket-Accept` checked), then send each frame of "
+        "the protocol as one masked text message and read each text "
+        "message from the server as one line (libwslay's frame API, in the "
+        "same epoll loop). One session over WebSocket is probed first. "
+        "Measured at N=%s in the fan-out runs, in the same loop over runs "
+        "as the same herald over TCP, the order alternating (at that N: "
+        "herald with TLS, herald with the state database, herald over "
+        "WebSocket, herald over TCP, Redis, then the reverse); median and "
+        "p99 over the pooled rounds." % big,
         "- **connect**: time to connect and greet %s sessions (herald, and "
         "the herald with the state database: "
         "hello until welcome; Redis: SUBSCRIBE until its reply), at most "
