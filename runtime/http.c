@@ -57,7 +57,6 @@ struct request {
   conn_t *conn; /* NULL once handed over or closed */
   http_parser parser;
   uv_timer_t deadline;
-  size_t head_bytes;
   char url[HTTP_URL_MAX + 1];
   size_t url_len;
   char field[32]; /* the header name being read (cut: it is not one of
@@ -220,7 +219,7 @@ static int same_origin(const request_t *r) {
          strcasecmp(sep + 3, host) == 0;
 }
 
-static void free_request(uv_handle_t *h) { free(h->data); }
+static void free_data(uv_handle_t *h) { free(h->data); }
 
 /* The request is done with its connection: forget it. */
 static void release(request_t *r) {
@@ -232,7 +231,7 @@ static void release(request_t *r) {
   if (r->next != NULL)
     r->next->prev = r->prev;
   r->conn = NULL;
-  uv_close((uv_handle_t *)&r->deadline, free_request);
+  uv_close((uv_handle_t *)&r->deadline, free_data);
 }
 
 static void upgrade(request_t *r, int admin, char *rest, size_t rest_len) {
@@ -334,9 +333,7 @@ static void on_request_data(conn_t *c, char *data, size_t len) {
     return; /* answered: the rest is ignored */
   used = http_parser_execute(&r->parser, &settings, data, len);
   if (!r->parser.upgrade && !r->complete) {
-    r->head_bytes += used;
-    if (HTTP_PARSER_ERRNO(&r->parser) == HPE_HEADER_OVERFLOW ||
-        r->head_bytes > HTTP_MAX_HEAD) {
+    if (HTTP_PARSER_ERRNO(&r->parser) == HPE_HEADER_OVERFLOW) {
       r->complete = 1;
       answer_error(r, 413, "", "request head over 8 KiB");
     } else if (HTTP_PARSER_ERRNO(&r->parser) != HPE_OK) {
@@ -438,6 +435,8 @@ http_t *http_start(server_t *srv, webadmin_t *admin, char *err,
   }
   h->srv = srv;
   h->admin = admin;
+  /* The request line and headers together, counted across reads. */
+  http_parser_set_max_header_size(HTTP_MAX_HEAD);
   uv_tcp_init(server_loop(srv), &h->listener);
   h->listener.data = h;
   r = uv_tcp_bind(&h->listener, (struct sockaddr *)&addr, 0);
@@ -448,7 +447,7 @@ http_t *http_start(server_t *srv, webadmin_t *admin, char *err,
     snprintf(err, errlen, "cannot listen on %s:%d (http_listen): %s; choose "
              "another with http_listen or --http-listen", a->host, a->port,
              uv_strerror(r));
-    uv_close((uv_handle_t *)&h->listener, free_request);
+    uv_close((uv_handle_t *)&h->listener, free_data);
     return NULL;
   }
   uv_tcp_getsockname(&h->listener, (struct sockaddr *)&addr, &namelen);
@@ -475,5 +474,5 @@ void http_stop(http_t *h) {
     release(h->requests);
     conn_close(c);
   }
-  uv_close((uv_handle_t *)&h->listener, free_request);
+  uv_close((uv_handle_t *)&h->listener, free_data);
 }

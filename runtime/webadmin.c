@@ -22,6 +22,8 @@
 #define WEBADMIN_TICK_MS 500
 /* The first list of 10,000 sessions is a few megabytes. */
 #define WEBADMIN_MAX_QUEUED (64 * 1024 * 1024)
+/* The longest silence of a page's connection (a status frame). */
+#define WEBADMIN_KEEPALIVE_MS 10000
 /* Messages the messages request may list. */
 #define WEBADMIN_MAX_MESSAGES 1000
 #define WEBADMIN_PASSWORD_MAX 1024
@@ -53,6 +55,7 @@ struct admin_conn {
   int last_rejecting;
   size_t last_count, last_processes;
   int status_sent, processes_sent;
+  int64_t status_ms; /* when status was last sent */
   request_t *requests;
   int running;
   admin_conn_t *prev, *next;
@@ -235,9 +238,13 @@ static void push_status(admin_conn_t *ac) {
   lua_State *L = ac->wa->L;
   int rejecting = server_rejecting(ac->wa->srv);
   size_t count = session_count(server_sessions(ac->wa->srv));
+  int64_t now = clock_mono_ms();
+  /* Unchanged, it still comes every few seconds: a page that hears
+   * nothing for long knows its connection is gone. */
   if (ac->status_sent && rejecting == ac->last_rejecting &&
-      count == ac->last_count)
+      count == ac->last_count && now - ac->status_ms < WEBADMIN_KEEPALIVE_MS)
     return;
+  ac->status_ms = now;
   ac->status_sent = 1;
   ac->last_rejecting = rejecting;
   ac->last_count = count;
