@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <wchar.h>
 
 #define REPLACEMENT 0xFFFDu
 #define TITLE "Message from the server"
@@ -114,8 +115,7 @@ static size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp) {
 }
 
 /*
- * Decodes text into a new array of displayable code points (caller frees),
- * one column each: "\n" stays as the paragraph break, "\r" goes, a tab
+ * Decodes text into a new array of displayable code points (caller frees): "\n" stays as the paragraph break, "\r" goes, a tab
  * becomes a space, other controls and anything the mode cannot show
  * become REPLACEMENT or '?'. Trailing spaces and newlines are dropped so a
  * message ending in "\n" does not grow an empty line. Returns NULL when
@@ -141,28 +141,57 @@ static uint32_t *decode_text(const char *text, int utf8, size_t *count) {
   return cps;
 }
 
+/* The display columns of a code point: 2 for wide (CJK, most emoji), 0
+ * for combining marks, as the terminal's locale says (wcwidth); one for
+ * what it does not know. */
+static size_t cp_width(uint32_t cp) {
+  int w = cp < 0x80 ? 1 : wcwidth((wchar_t)cp);
+  return w < 0 ? 1 : (size_t)w;
+}
+
+/* Text laid out by columns: col[i] is the width of cps[0..i). */
+typedef struct text {
+  const uint32_t *cps;
+  size_t *col;
+  size_t n;
+} text_t;
+
+static size_t cols(const text_t *t, size_t from, size_t to) {
+  return t->col[to] - t->col[from];
+}
+
 /* "║ " + cps[from..to) + padding to `inner` columns + " ║\n". */
-static void emit_line(sbuf_t *b, const frame_t *f, const uint32_t *cps,
+static void emit_line(sbuf_t *b, const frame_t *f, const text_t *t,
                       size_t from, size_t to, int inner) {
   sb_puts(b, f->side);
   sb_put(b, " ", 1);
-  for (size_t i = from; i < to; i++) sb_cp(b, cps[i]);
-  sb_repeat(b, " ", inner - (int)(to - from));
+  for (size_t i = from; i < to; i++) sb_cp(b, t->cps[i]);
+  sb_repeat(b, " ", inner - (int)cols(t, from, to));
   sb_put(b, " ", 1);
   sb_puts(b, f->side);
   sb_put(b, "\n", 1);
 }
 
+/* The end of the longest piece from `from` (before `to`) that fits in
+ * width columns; at least one code point, so a wide one in a box too
+ * narrow for it still moves on. */
+static size_t fit(const text_t *t, size_t from, size_t to, size_t width) {
+  size_t e = from + 1;
+  while (e < to && cols(t, from, e + 1) <= width) e++;
+  return e;
+}
+
 /*
- * Lays out cps[0..n) in lines of at most `inner` columns. Lines are
+ * Lays out the text in lines of at most `inner` columns. Lines are
  * contiguous ranges of cps: spaces inside a line are kept as written,
  * spaces where a line breaks are dropped, and a paragraph's indentation is
  * kept when its first word still fits after it. Each paragraph gives at
  * least one line, so empty text gives one empty line.
  */
-static void emit_wrapped(sbuf_t *b, const frame_t *f, const uint32_t *cps,
-                         size_t n, int inner) {
-  size_t para = 0;
+static void emit_wrapped(sbuf_t *b, const frame_t *f, const text_t *t,
+                         int inner) {
+  const uint32_t *cps = t->cps;
+  size_t n = t->n, para = 0;
   size_t width = (size_t)inner;
   for (;;) {
     size_t end = para, i = para, ls = para, le = para;
@@ -175,26 +204,41 @@ static void emit_wrapped(sbuf_t *b, const frame_t *f, const uint32_t *cps,
       while (i < end && cps[i] != ' ') i++;
       w1 = i;
       if (s1 == w1) break; /* only trailing spaces were left */
-      if (!open && s0 == para && w1 - s0 <= width) {
+      if (!open && s0 == para && cols(t, s0, w1) <= width) {
         ls = s0;
         le = w1;
         open = 1;
         continue;
       }
-      if (open && (le - ls) + (w1 - le) <= width) {
+      if (open && cols(t, ls, w1) <= width) {
         le = w1;
         continue;
       }
-      if (open) emit_line(b, f, cps, ls, le, inner);
-      for (ls = s1; w1 - ls > width; ls += width)
-        emit_line(b, f, cps, ls, ls + width, inner);
+      if (open) emit_line(b, f, t, ls, le, inner);
+      for (ls = s1; cols(t, ls, w1) > width;) {
+        size_t e = fit(t, ls, w1, width);
+        emit_line(b, f, t, ls, e, inner);
+        ls = e;
+      }
       le = w1;
       open = 1;
     }
-    emit_line(b, f, cps, ls, open ? le : ls, inner);
+    emit_line(b, f, t, ls, open ? le : ls, inner);
     if (end >= n) break;
     para = end + 1;
   }
+}
+
+/* Measures cps[0..n) into t; -1 when memory runs out. */
+static int measure(text_t *t, const uint32_t *cps, size_t n) {
+  t->cps = cps;
+  t->n = n;
+  t->col = malloc((n + 1) * sizeof(*t->col));
+  if (t->col == NULL) return -1;
+  t->col[0] = 0;
+  for (size_t i = 0; i < n; i++)
+    t->col[i + 1] = t->col[i] + (cps[i] == '\n' ? 0 : cp_width(cps[i]));
+  return 0;
 }
 
 /* A border line: left corner, `fill` for the inner columns, right corner. */
@@ -216,6 +260,7 @@ static int emit_header(sbuf_t *b, const frame_t *f, const char *time,
   char *head = malloc(tlen + timelen + 2);
   uint32_t *cps;
   size_t n;
+  text_t t;
   if (head == NULL) return -1;
   memcpy(head, TITLE, tlen);
   head[tlen] = '\0';
@@ -225,19 +270,23 @@ static int emit_header(sbuf_t *b, const frame_t *f, const char *time,
   }
   cps = decode_text(head, utf8, &n);
   free(head);
-  if (cps == NULL) return -1;
-  if (n > tlen + 1 && n + 1 <= (size_t)inner) {
+  if (cps == NULL || measure(&t, cps, n) < 0) {
+    free(cps);
+    return -1;
+  }
+  if (n > tlen + 1 && cols(&t, 0, n) + 1 <= (size_t)inner) {
     sb_puts(b, f->side);
     sb_put(b, " ", 1);
     for (size_t i = 0; i < tlen; i++) sb_cp(b, cps[i]);
-    sb_repeat(b, " ", inner - (int)n + 1);
+    sb_repeat(b, " ", inner - (int)cols(&t, 0, n) + 1);
     for (size_t i = tlen + 1; i < n; i++) sb_cp(b, cps[i]);
     sb_put(b, " ", 1);
     sb_puts(b, f->side);
     sb_put(b, "\n", 1);
   } else {
-    emit_wrapped(b, f, cps, n, inner);
+    emit_wrapped(b, f, &t, inner);
   }
+  free(t.col);
   free(cps);
   return 0;
 }
@@ -247,23 +296,25 @@ int alert_render(char *out, size_t outlen, const char *time,
   const frame_t *f = utf8 ? &frame_utf8 : &frame_ascii;
   sbuf_t b = {out, outlen > 0 ? outlen - 1 : 0, 0};
   uint32_t *cps = NULL;
+  text_t t = {NULL, NULL, 0};
   size_t n;
   int inner, rc = -1;
 
   if (width < ALERT_MIN_WIDTH) width = ALERT_MIN_WIDTH;
   inner = width - 4;
   cps = decode_text(text ? text : "", utf8, &n);
-  if (cps == NULL) goto done;
+  if (cps == NULL || measure(&t, cps, n) < 0) goto done;
   emit_rule(&b, f->tl, f->top, f->tr, width);
   if (emit_header(&b, f, time, inner, utf8) < 0) goto done;
   emit_rule(&b, f->ml, f->mid, f->mr, width);
-  emit_wrapped(&b, f, cps, n, inner);
+  emit_wrapped(&b, f, &t, inner);
   emit_rule(&b, f->bl, f->bottom, f->br, width);
   if (b.len > INT_MAX) goto done;
   rc = (int)b.len;
 
 done:
   if (outlen > 0) out[b.len < b.cap ? b.len : b.cap] = '\0';
+  free(t.col);
   free(cps);
   return rc;
 }

@@ -1,6 +1,7 @@
 /*
  * Unit tests for runtime/alert.c: the layout of the client's message box.
  */
+#include <locale.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <wchar.h>
 
 #include <cmocka.h>
 
@@ -46,12 +48,15 @@ static void render(box_t *b, const char *time, const char *text, int width,
   }
 }
 
-/* Number of code points in s (display columns, as alert.c counts them). */
+/* The display columns of s, as a terminal in a UTF-8 locale draws it. */
 static int columns(const char *s) {
-  int n = 0;
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-    if ((*p & 0xC0) != 0x80) n++;
-  return n;
+  wchar_t w[1024];
+  size_t n = mbstowcs(w, s, 1024);
+  int cols;
+  assert_true(n != (size_t)-1 && n < 1024);
+  cols = wcswidth(w, n);
+  assert_true(cols >= 0);
+  return cols;
 }
 
 /* Checks that s is well-formed UTF-8 (no cut sequences). */
@@ -165,9 +170,34 @@ static void test_utf8_text(void **state) {
   assert_rectangular(&b, 10);
   assert_string_equal(body(&b, 4, 0, l, sizeof(l), 1),
                       "\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9");
+  /* the emoji takes two columns */
   assert_string_equal(body(&b, 4, 1, l, sizeof(l), 1),
-                      "\u00e9\u00e9\u00e9\U0001F600\u00e9\u00e9");
-  assert_string_equal(body(&b, 4, 2, l, sizeof(l), 1), "\u00e9\u00e9");
+                      "\u00e9\u00e9\u00e9\U0001F600\u00e9");
+  assert_string_equal(body(&b, 4, 2, l, sizeof(l), 1), "\u00e9\u00e9\u00e9");
+  free(b.buf);
+}
+
+/* Wide characters (CJK, emoji) take two columns, combining marks none:
+ * the box stays square in the terminal. */
+static void test_wide_and_combining(void **state) {
+  box_t b;
+  char l[128];
+  (void)state;
+  render(&b, "21:00",
+         "\u670d\u52a1\u5668\u5c06\u5728\u665a\u4e0a\u5341\u70b9"
+         "\u91cd\u542f \U0001F6A8 cafe\u0301 \u00e9t\u00e9",
+         16, 1);
+  assert_valid_utf8(b.buf);
+  assert_rectangular(&b, 16);
+  /* twelve columns inside: six ideographs per line; the emoji is two
+   * columns and the combining accent none, so the rest fits on one */
+  assert_int_equal(b.n, 9);
+  assert_string_equal(body(&b, 3, 0, l, sizeof(l), 1),
+                      "\u670d\u52a1\u5668\u5c06\u5728\u665a");
+  assert_string_equal(body(&b, 3, 1, l, sizeof(l), 1),
+                      "\u4e0a\u5341\u70b9\u91cd\u542f");
+  assert_string_equal(body(&b, 3, 2, l, sizeof(l), 1),
+                      "\U0001F6A8 cafe\u0301 \u00e9t\u00e9");
   free(b.buf);
 }
 
@@ -263,10 +293,16 @@ int main(void) {
     cmocka_unit_test(test_spaces_and_paragraphs),
     cmocka_unit_test(test_long_word),
     cmocka_unit_test(test_utf8_text),
+    cmocka_unit_test(test_wide_and_combining),
     cmocka_unit_test(test_ascii_mode_and_controls),
     cmocka_unit_test(test_empty_text),
     cmocka_unit_test(test_narrow_widths),
     cmocka_unit_test(test_truncated_output),
   };
+  /* as herald client runs in a UTF-8 terminal (setlocale(LC_CTYPE, "")) */
+  if (setlocale(LC_CTYPE, "C.UTF-8") == NULL) {
+    fprintf(stderr, "test_alert: no C.UTF-8 locale\n");
+    return 1;
+  }
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
