@@ -10,7 +10,8 @@ CC ?= cc
 BUILD := build
 # libsodium hashes the users file's passwords (argon2id); OpenSSL makes
 # `herald cert`'s certificates and serves TLS.
-PKGS := lua5.4 libuv libedit libsodium openssl sqlite3
+# libsystemd: sd_notify under systemd (Type=notify, WatchdogSec).
+PKGS := lua5.4 libuv libedit libsodium openssl sqlite3 libsystemd
 # lua-cjson is linked statically: its .a from lua-cjson-dev.
 CJSON_LIB := -Wl,-Bstatic -llua5.4-cjson -Wl,-Bdynamic
 

@@ -14,6 +14,7 @@
 #include "herald.h"
 #include "http.h"
 #include "log.h"
+#include "notify.h"
 #include "process.h"
 #include "prompt.h"
 #include "proto.h"
@@ -161,6 +162,7 @@ typedef struct serve_parts {
 
 static void stop_parts(void *data) {
   serve_parts_t *parts = data;
+  notify_stopping();
   sched_stop(scheduler);
   prompt_stop();
   admin_stop(parts->admin);
@@ -251,6 +253,7 @@ int serve_main(int argc, char **argv) {
   server_announce(srv);
   if (parts.http != NULL)
     http_announce(parts.http);
+  notify_ready(loop);
   sched_start(scheduler);
   if (!o.no_console && isatty(STDIN_FILENO) && prompt_start(srv) < 0)
     log_warn("cannot start the console; the server runs without it");

@@ -4,7 +4,8 @@
 #   tools/deps.sh build|test|bench|fuzz|valgrind
 set -e
 need="pkg-config liblua5.4-dev libuv1-dev lua-cjson-dev libedit-dev
-  libsodium-dev libssl-dev libsqlite3-dev libwslay-dev libhttp-parser-dev"
+  libsodium-dev libssl-dev libsqlite3-dev libwslay-dev libhttp-parser-dev
+  libsystemd-dev"
 case "$1" in
   test) need="$need libcmocka-dev python3 python3-cryptography tmux tzdata
     man-db groff chromium" ;;
