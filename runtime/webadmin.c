@@ -82,11 +82,12 @@ static const conn_handler_t admin_handler;
 
 /* --- frames -------------------------------------------------------------- */
 
-/* Encodes the table at the top of L (popped) and sends it. */
-static void send_table(admin_conn_t *ac) {
+/* Encodes the table at the top of L (popped) and sends it; -1 with why in
+ * err when it cannot be encoded (nothing is sent). */
+static int try_send_table(admin_conn_t *ac, char *err, size_t errlen) {
   lua_State *L = ac->wa->L;
-  char err[256];
-  if (proto_encode_value(L, -1, err, sizeof(err)) == 0) {
+  int r = proto_encode_value(L, -1, err, errlen);
+  if (r == 0) {
     size_t len;
     const char *json = lua_tolstring(L, -1, &len);
     outbuf_t *b = outbuf_copy(json, len);
@@ -95,10 +96,15 @@ static void send_table(admin_conn_t *ac) {
       outbuf_unref(b);
     }
     lua_pop(L, 1);
-  } else {
-    log_error("administration page: cannot encode a frame: %s", err);
   }
   lua_pop(L, 1);
+  return r;
+}
+
+static void send_table(admin_conn_t *ac) {
+  char err[256];
+  if (try_send_table(ac, err, sizeof(err)) < 0)
+    log_error("administration page: cannot encode a frame: %s", err);
 }
 
 static void set_string(lua_State *L, const char *key, const char *value) {
@@ -368,12 +374,16 @@ static void on_request_done(process_t *p, int status, lua_State *co,
   } else if (status != LUA_OK) {
     reply_error(ac, rq, err != NULL ? err : "failed");
   } else {
+    char why[256], msg[320];
     reply_start(L, rq, 1);
     if (nres > 0) {
       lua_xmove(co, L, 1);
       lua_setfield(L, -2, "result");
     }
-    send_table(ac);
+    if (try_send_table(ac, why, sizeof(why)) < 0) {
+      snprintf(msg, sizeof(msg), "the result cannot be sent: %s", why);
+      reply_error(ac, rq, msg);
+    }
   }
   request_free(L, rq);
 }
