@@ -127,6 +127,12 @@ size_t auth_user_count(const auth_t *a) {
   return a != NULL ? users_count(a->users) : 0;
 }
 
+int auth_user_in_group(const auth_t *a, const char *name,
+                       const char *group) {
+  const users_user_t *u = a != NULL ? users_find(a->users, name) : NULL;
+  return u != NULL && users_in_group(u, group);
+}
+
 int auth_required(const auth_t *a) {
   return a != NULL && users_count(a->users) > 0;
 }

@@ -37,6 +37,8 @@ void auth_stop(auth_t *a);
 /* After the loop has run out. */
 void auth_free(auth_t *a);
 
+/* Whether the users file (as loaded now) has user name in group. */
+int auth_user_in_group(const auth_t *a, const char *name, const char *group);
 /* Whether hellos need a password: the file holds at least one user. */
 int auth_required(const auth_t *a);
 size_t auth_user_count(const auth_t *a);

@@ -240,7 +240,11 @@ static void upgrade(request_t *r, int admin, char *rest, size_t rest_len) {
   outbuf_t *b;
   int n;
 
-  if (!r->parser.upgrade || !has_token(r->values[H_UPGRADE], "websocket") ||
+  /* RFC 6455 4.2.1: an HTTP/1.1 (or later) GET. */
+  if (!r->parser.upgrade || r->parser.method != HTTP_GET ||
+      r->parser.http_major < 1 ||
+      (r->parser.http_major == 1 && r->parser.http_minor < 1) ||
+      !has_token(r->values[H_UPGRADE], "websocket") ||
       !has_token(r->values[H_CONNECTION], "upgrade") ||
       strcmp(r->values[H_WS_VERSION], "13") != 0 ||
       ws_accept_key(r->values[H_WS_KEY], accept) < 0) {
@@ -355,8 +359,19 @@ static void on_request_close(conn_t *c) {
 
 static void on_request_too_large(conn_t *c) { conn_close(c); }
 
+/* Only TLS tells of an end before the request: say why in the log. */
+static void on_request_eof(conn_t *c, int status) {
+  char ip[48];
+  if (status == UV_EPROTO && conn_error(c) != NULL) {
+    conn_peer_ip(c, ip, sizeof(ip));
+    log_info("connection from %s to the pages closed: %s", ip,
+             conn_error(c));
+  }
+}
+
 static const conn_handler_t request_handler = {
     .on_too_large = on_request_too_large,
+    .on_eof = on_request_eof,
     .on_close = on_request_close,
     .on_data = on_request_data,
 };

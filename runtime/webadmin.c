@@ -14,7 +14,7 @@
 #include "proto.h"
 #include "vm.h"
 
-/* Administrators connected at once (logging in or logged in). */
+/* Administrators logged in at once. */
 #define WEBADMIN_MAX_CLIENTS 8
 /* Requests one administrator may have running at once. */
 #define WEBADMIN_MAX_REQUESTS 4
@@ -28,7 +28,7 @@
 #define WEBADMIN_MAX_MESSAGES 1000
 #define WEBADMIN_PASSWORD_MAX 1024
 
-typedef enum { AC_LOGIN, AC_CHECKING, AC_READY } ac_state_t;
+typedef enum { AC_LOGIN, AC_CHECKING, AC_READY, AC_GONE } ac_state_t;
 
 typedef struct admin_conn admin_conn_t;
 
@@ -79,6 +79,7 @@ struct webadmin {
 };
 
 static const conn_handler_t admin_handler;
+static int still_admin(admin_conn_t *ac);
 
 /* --- frames -------------------------------------------------------------- */
 
@@ -117,9 +118,19 @@ static void set_integer(lua_State *L, const char *key, lua_Integer value) {
   lua_setfield(L, -2, key);
 }
 
+/* ac is on its way out: it no longer counts, hears or asks anything. */
+static void leave(admin_conn_t *ac) {
+  if (ac->state == AC_READY) {
+    ac->wa->ready--;
+    log_info("administration page: %s left", ac->user);
+  }
+  ac->state = AC_GONE;
+}
+
 /* {"type":"error","code":C,"message":M}, then close. */
 static void refuse(admin_conn_t *ac, const char *code, const char *message) {
   lua_State *L = ac->wa->L;
+  leave(ac);
   lua_createtable(L, 0, 3);
   set_string(L, "type", "error");
   set_string(L, "code", code);
@@ -293,7 +304,7 @@ static void on_tick(uv_timer_t *t) {
       refuse(ac, "timeout", "no login within the handshake timeout");
       continue;
     }
-    if (ac->state != AC_READY)
+    if (ac->state != AC_READY || !still_admin(ac))
       continue;
     push_status(ac);
     push_sessions(ac);
@@ -327,24 +338,92 @@ static void on_session_end(void *data, const session_t *s) {
   r->version = ++wa->version;
 }
 
+/* Whether ac's user is still in the users file and in group admin (a
+ * user removed or moved out of the group is cut off at once); ends the
+ * connection if not. */
+static int still_admin(admin_conn_t *ac) {
+  if (auth_user_in_group(server_auth(ac->wa->srv), ac->user, "admin"))
+    return 1;
+  log_info("administration page: %s is no longer an administrator; "
+           "closing", ac->user);
+  refuse(ac, "forbidden", "this user is no longer in group admin");
+  return 0;
+}
+
 /* --- requests ----------------------------------------------------------- */
 
-static void reply_start(lua_State *L, request_t *rq, int ok) {
-  lua_createtable(L, 0, 4);
+/* A reply without its id, to be sent by send_reply. */
+static void reply_start(lua_State *L, int ok) {
+  lua_createtable(L, 0, 3);
   set_string(L, "type", "reply");
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rq->id_ref);
-  lua_setfield(L, -2, "id");
   lua_pushboolean(L, ok);
   lua_setfield(L, -2, "ok");
 }
 
+/* Sends the reply at the top of L (popped) with rq's id in front, written
+ * as it came: a whole number exactly (cjson would round it to 14 digits),
+ * anything else as cjson writes it. -1 with why in err when the reply
+ * cannot be encoded (nothing is sent). */
+static int send_reply(admin_conn_t *ac, request_t *rq, char *err,
+                      size_t errlen) {
+  lua_State *L = ac->wa->L;
+  char num[32];
+  const char *id, *body;
+  size_t id_len, body_len;
+  outbuf_t *b;
+
+  if (proto_encode_value(L, -1, err, errlen) < 0) {
+    lua_pop(L, 1);
+    return -1;
+  }
+  body = lua_tolstring(L, -1, &body_len); /* "{...}", never empty */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rq->id_ref);
+  if (lua_isinteger(L, -1)) {
+    id_len = (size_t)snprintf(num, sizeof(num), "%lld",
+                              (long long)lua_tointeger(L, -1));
+    id = num;
+  } else if (proto_encode_value(L, -1, err, errlen) == 0) {
+    id = lua_tolstring(L, -1, &id_len);
+  } else {
+    id = "null";
+    id_len = 4;
+  }
+  b = outbuf_new(7 + id_len + body_len);
+  if (b != NULL) {
+    memcpy(b->data, "{\"id\":", 6);
+    memcpy(b->data + 6, id, id_len);
+    b->data[6 + id_len] = ',';
+    memcpy(b->data + 7 + id_len, body + 1, body_len - 1);
+    b->len = (uint32_t)(6 + id_len + body_len);
+    conn_send(ac->conn, b);
+    outbuf_unref(b);
+  }
+  lua_pop(L, lua_isinteger(L, -1) ? 3 : 4);
+  return 0;
+}
+
+/* A request's error for the page: its first line, without the chunk
+ * and line a Lua error starts with ("[herald webadmin]:79: "). */
 static void reply_error(admin_conn_t *ac, request_t *rq, const char *why) {
   lua_State *L = ac->wa->L;
-  const char *nl = strchr(why, '\n');
-  reply_start(L, rq, 0);
-  lua_pushlstring(L, why, nl != NULL ? (size_t)(nl - why) : strlen(why));
+  const char *nl = strchr(why, '\n'), *p;
+  size_t len = nl != NULL ? (size_t)(nl - why) : strlen(why);
+  char err[256];
+
+  if (why[0] == '[' && (p = strstr(why, "]:")) != NULL && p < why + len) {
+    p += 2;
+    while (*p >= '0' && *p <= '9')
+      p++;
+    if (p[0] == ':' && p[1] == ' ' && p < why + len) {
+      len -= (size_t)(p + 2 - why);
+      why = p + 2;
+    }
+  }
+  reply_start(L, 0);
+  lua_pushlstring(L, why, len);
   lua_setfield(L, -2, "error");
-  send_table(ac);
+  if (send_reply(ac, rq, err, sizeof(err)) < 0)
+    log_error("administration page: cannot encode a reply: %s", err);
 }
 
 static void request_free(lua_State *L, request_t *rq) {
@@ -375,12 +454,12 @@ static void on_request_done(process_t *p, int status, lua_State *co,
     reply_error(ac, rq, err != NULL ? err : "failed");
   } else {
     char why[256], msg[320];
-    reply_start(L, rq, 1);
+    reply_start(L, 1);
     if (nres > 0) {
       lua_xmove(co, L, 1);
       lua_setfield(L, -2, "result");
     }
-    if (try_send_table(ac, why, sizeof(why)) < 0) {
+    if (send_reply(ac, rq, why, sizeof(why)) < 0) {
       snprintf(msg, sizeof(msg), "the result cannot be sent: %s", why);
       reply_error(ac, rq, msg);
     }
@@ -398,7 +477,8 @@ static void reply_messages(admin_conn_t *ac, request_t *rq,
   char err[256];
   int rows = 0;
 
-  reply_start(L, rq, 1);
+  char why[256];
+  reply_start(L, 1);
   lua_createtable(L, 0, 1);
   lua_createtable(L, (int)n, 0);
   for (size_t i = 0; i < n; i++) {
@@ -412,12 +492,10 @@ static void reply_messages(admin_conn_t *ac, request_t *rq,
     set_integer(L, "acknowledged", recent[i]->acked);
     lua_rawseti(L, -2, ++rows);
   }
-  if (rows > 0)
-    lua_setfield(L, -2, "messages");
-  else
-    lua_pop(L, 1);
+  lua_setfield(L, -2, "messages"); /* none: {} (see the protocol) */
   lua_setfield(L, -2, "result");
-  send_table(ac);
+  if (send_reply(ac, rq, why, sizeof(why)) < 0)
+    log_error("administration page: cannot encode a reply: %s", why);
 }
 
 /* A decoded request at the top of L (popped): runs it. */
@@ -438,6 +516,11 @@ static void start_request(admin_conn_t *ac) {
   rq->id_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_getfield(L, -1, "op");
   op = lua_tostring(L, -1);
+  if (!still_admin(ac)) {
+    lua_pop(L, 2);
+    request_free(L, rq);
+    return;
+  }
   if (ac->running >= WEBADMIN_MAX_REQUESTS) {
     lua_pop(L, 2);
     reply_error(ac, rq, "busy: wait for the requests already running");
@@ -446,13 +529,17 @@ static void start_request(admin_conn_t *ac) {
   }
   if (op != NULL && strcmp(op, "messages") == 0) {
     lua_Integer limit = 100;
+    int absent;
     lua_pop(L, 1);
-    if (proto_get_integer(L, "limit", &limit) < 0)
-      limit = 100;
+    absent = lua_getfield(L, -1, "limit") == LUA_TNIL;
     lua_pop(L, 1);
-    if (limit < 1 || limit > WEBADMIN_MAX_MESSAGES)
-      limit = limit < 1 ? 1 : WEBADMIN_MAX_MESSAGES;
-    reply_messages(ac, rq, limit);
+    if (!absent && (proto_get_integer(L, "limit", &limit) < 0 || limit < 1))
+      reply_error(ac, rq, "'limit' must be a positive whole number");
+    else
+      reply_messages(ac, rq, limit < WEBADMIN_MAX_MESSAGES
+                                 ? limit
+                                 : WEBADMIN_MAX_MESSAGES);
+    lua_pop(L, 1);
     request_free(L, rq);
     return;
   }
@@ -502,6 +589,8 @@ static void on_login_done(void *data, int ok, const char *groups) {
   char actor[96];
 
   ac->check = NULL;
+  if (ac->state == AC_GONE)
+    return; /* the page left meanwhile */
   if (!ok) {
     refuse(ac, "unauthorized", "wrong user name or password");
     return;
@@ -513,6 +602,12 @@ static void on_login_done(void *data, int ok, const char *groups) {
     audit_record_as(actor, "login_failed", ac->user, 0,
                     "administration page: not in group admin", "forbidden");
     refuse(ac, "forbidden", "this user is not in group admin");
+    return;
+  }
+  /* Only those logged in count: connections that never log in cannot
+   * keep administrators out (they end at handshake_timeout). */
+  if (wa->ready >= WEBADMIN_MAX_CLIENTS) {
+    refuse(ac, "busy", "too many administrators are logged in");
     return;
   }
   ac->state = AC_READY;
@@ -543,8 +638,10 @@ static void start_login(admin_conn_t *ac) {
 
   lua_getfield(L, -1, "userName");
   lua_getfield(L, -2, "password");
-  user = lua_tolstring(L, -2, &ulen);
-  password = lua_tolstring(L, -1, &plen);
+  /* Strings only (lua_tolstring would take a number), without NUL. */
+  user = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &ulen) : NULL;
+  password =
+      lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &plen) : NULL;
   if (auth == NULL || !auth_required(auth)) {
     lua_pop(L, 3);
     refuse(ac, "unavailable",
@@ -552,12 +649,13 @@ static void start_login(admin_conn_t *ac) {
            "in group admin (herald user add NAME --group admin)");
     return;
   }
-  if (lua_type(L, -2) != LUA_TSTRING || ulen == 0 ||
-      ulen > PROTO_MAX_USER_NAME || lua_type(L, -1) != LUA_TSTRING ||
-      plen > WEBADMIN_PASSWORD_MAX) {
+  if (user == NULL || ulen == 0 || ulen > PROTO_MAX_USER_NAME ||
+      strlen(user) != ulen || password == NULL ||
+      plen > WEBADMIN_PASSWORD_MAX || strlen(password) != plen) {
     lua_pop(L, 3);
     refuse(ac, "bad_login", "login needs userName (1 to 128 bytes) and "
-                            "password (at most 1024 bytes)");
+                            "password (at most 1024 bytes), strings "
+                            "without NUL");
     return;
   }
   memcpy(ac->user, user, ulen + 1);
@@ -577,8 +675,8 @@ static void on_admin_line(conn_t *c, char *line, size_t len) {
   char err[256];
   const char *type;
 
-  if (ac == NULL || ac->state == AC_CHECKING)
-    return; /* nothing is read while the password is checked */
+  if (ac == NULL || (ac->state != AC_LOGIN && ac->state != AC_READY))
+    return; /* nothing is read while the password is checked, or after */
   L = ac->wa->L;
   if (proto_decode(L, line, len, err, sizeof(err)) < 0) {
     refuse(ac, "bad_json", err);
@@ -623,10 +721,7 @@ static void on_admin_close(conn_t *c) {
   wa = ac->wa;
   if (ac->check != NULL)
     auth_cancel(ac->check);
-  if (ac->state == AC_READY) {
-    wa->ready--;
-    log_info("administration page: %s left", ac->user);
-  }
+  leave(ac);
   /* Requests still running finish; their replies go nowhere. */
   while (ac->requests != NULL) {
     request_t *rq = ac->requests;
@@ -649,13 +744,24 @@ static void on_admin_close(conn_t *c) {
 
 static void on_admin_protocol_error(conn_t *c) {
   admin_conn_t *ac = conn_owner(c);
-  if (ac != NULL)
+  if (ac != NULL) {
     log_info("administration page from %s: %s", ac->ip, conn_error(c));
+    leave(ac);
+  }
+}
+
+/* The page closed (or its socket failed): its place is free at once. */
+static void on_admin_eof(conn_t *c, int status) {
+  admin_conn_t *ac = conn_owner(c);
+  (void)status;
+  if (ac != NULL)
+    leave(ac);
 }
 
 static const conn_handler_t admin_handler = {
     .on_line = on_admin_line,
     .on_too_large = on_admin_too_large,
+    .on_eof = on_admin_eof,
     .on_close = on_admin_close,
     .on_protocol_error = on_admin_protocol_error,
 };
@@ -663,12 +769,6 @@ static const conn_handler_t admin_handler = {
 void webadmin_adopt(webadmin_t *wa, conn_t *c) {
   admin_conn_t *ac;
   conn_set_handler(c, &admin_handler);
-  if (wa->count >= WEBADMIN_MAX_CLIENTS) {
-    admin_conn_t tmp = {.wa = wa, .conn = c};
-    conn_set_owner(c, NULL);
-    refuse(&tmp, "busy", "too many administrators are connected");
-    return;
-  }
   ac = calloc(1, sizeof(*ac));
   if (ac == NULL) {
     conn_close(c);

@@ -13,7 +13,12 @@ struct ws {
   void *data;
   const uint8_t *in; /* what ws_input was given and wslay has not read */
   size_t in_len;
+  int bad_close;     /* the client's close had a one-byte body */
 };
+
+/* A close frame without a code, as wslay sends it: see send_cb. */
+static const uint8_t empty_close[2] = {0x88, 0x00};
+static const uint8_t protocol_error_close[4] = {0x88, 0x02, 0x03, 0xEA};
 
 static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
                        int flags, void *user) {
@@ -31,12 +36,28 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
   return (ssize_t)len;
 }
 
-/* conn takes every byte at once (it queues what the socket does not). */
+/*
+ * conn takes every byte at once (it queues what the socket does not).
+ *
+ * wslay answers a frame its frame layer refuses (a control frame over 125
+ * bytes or fragmented, a length with its top bit set) with a close that
+ * has no code, and a client's close with a one-byte body (RFC 6455 5.5.1:
+ * malformed) with an empty close as if it were a clean one. The client
+ * must hear 1002 (protocol error) in both cases: such a close is sent as
+ * that. A close is sent whole in one call, as conn takes every byte.
+ */
 static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data,
                        size_t len, int flags, void *user) {
   ws_t *w = user;
-  (void)ctx;
   (void)flags;
+  if (len == sizeof(empty_close) &&
+      memcmp(data, empty_close, sizeof(empty_close)) == 0 &&
+      (w->bad_close || !wslay_event_get_close_received(ctx))) {
+    w->bad_close = 1;
+    w->cb.on_output(w->data, protocol_error_close,
+                    sizeof(protocol_error_close));
+    return (ssize_t)len;
+  }
   w->cb.on_output(w->data, data, len);
   return (ssize_t)len;
 }
@@ -44,7 +65,9 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data,
 static void on_msg(wslay_event_context_ptr ctx,
                    const struct wslay_event_on_msg_recv_arg *arg, void *user) {
   ws_t *w = user;
-  if (arg->opcode == WSLAY_TEXT_FRAME) {
+  if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->msg_length == 1) {
+    w->bad_close = 1; /* its echo, already queued, goes out as 1002 */
+  } else if (arg->opcode == WSLAY_TEXT_FRAME) {
     w->cb.on_message(w->data, (const char *)arg->msg, arg->msg_length);
   } else if (arg->opcode == WSLAY_BINARY_FRAME) {
     /* The protocol is JSON text; a binary message is a broken client. */
@@ -87,15 +110,16 @@ ws_status_t ws_input(ws_t *w, const uint8_t *data, size_t len) {
   wslay_event_send(w->ctx);
   if (wslay_event_get_read_enabled(w->ctx))
     return WS_OPEN;
-  if (wslay_event_get_close_received(w->ctx))
+  if (wslay_event_get_close_received(w->ctx) && !w->bad_close)
     return WS_PEER_CLOSED;
   return WS_FAILED;
 }
 
 unsigned ws_close_code(const ws_t *w) {
-  return wslay_event_get_close_sent(w->ctx)
-             ? wslay_event_get_status_code_sent(w->ctx)
-             : 0;
+  if (!wslay_event_get_close_sent(w->ctx))
+    return 0;
+  return w->bad_close ? WS_CLOSE_PROTOCOL_ERROR
+                      : wslay_event_get_status_code_sent(w->ctx);
 }
 
 int ws_close_sent(const ws_t *w) {

@@ -187,6 +187,42 @@ static void fragments_past_the_limit_are_too_big(void **state) {
   assert_int_equal(s.nmessages, 0);
 }
 
+/* What wslay's frame layer refuses, and a close with a one-byte body, get
+ * 1002 too (wslay itself would send a close without a code). */
+static void malformed_control_frames_close_1002(void **state) {
+  uint8_t buf[512];
+  char big[200];
+  unsigned code;
+  seen_t s = {0};
+  (void)state;
+  memset(big, 'p', sizeof(big));
+  assert_int_equal(feed(buf, client_frame(buf, 1, 0x9, big, sizeof(big), 1),
+                        1024, &code, &s),
+                   WS_FAILED);
+  assert_int_equal(code, WS_CLOSE_PROTOCOL_ERROR); /* ping over 125 */
+  assert_int_equal(s.out_len, 4);
+  assert_int_equal(s.out[2], 0x03);
+  assert_int_equal(s.out[3], 0xEA);
+  memset(&s, 0, sizeof(s));
+  assert_int_equal(feed(buf, client_frame(buf, 0, 0x9, "x", 1, 1), 1024,
+                        &code, &s),
+                   WS_FAILED);
+  assert_int_equal(code, WS_CLOSE_PROTOCOL_ERROR); /* fragmented ping */
+  memset(&s, 0, sizeof(s));
+  assert_int_equal(feed(buf, client_frame(buf, 1, 0x8, "\x03", 1, 1), 1024,
+                        &code, &s),
+                   WS_FAILED);
+  assert_int_equal(code, WS_CLOSE_PROTOCOL_ERROR); /* one-byte close */
+  assert_int_equal(s.out_len, 4);
+  assert_int_equal(s.out[3], 0xEA);
+  /* a close without a body is a clean one, answered without a code */
+  memset(&s, 0, sizeof(s));
+  assert_int_equal(feed(buf, client_frame(buf, 1, 0x8, "", 0, 1), 1024,
+                        &code, &s),
+                   WS_PEER_CLOSED);
+  assert_int_equal(s.out_len, 2);
+}
+
 static void a_close_is_answered(void **state) {
   uint8_t buf[64];
   unsigned code;
@@ -230,6 +266,7 @@ int main(void) {
       cmocka_unit_test(a_ping_gets_its_pong),
       cmocka_unit_test(broken_frames_close_with_their_code),
       cmocka_unit_test(fragments_past_the_limit_are_too_big),
+      cmocka_unit_test(malformed_control_frames_close_1002),
       cmocka_unit_test(a_close_is_answered),
       cmocka_unit_test(ws_close_goes_out_once),
   };
