@@ -189,6 +189,8 @@ install: $(BUILD)/herald
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 0755 $(BUILD)/herald $(DESTDIR)$(PREFIX)/bin/herald
 	install -m 0644 man/herald.1 $(DESTDIR)$(PREFIX)/share/man/man1/herald.1
+	install -D -m 0644 lua/herald.lua \
+	  $(DESTDIR)$(PREFIX)/share/herald/lua/herald.lua
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 -include $(shell find $(FUZZ)/obj -name '*.d' 2>/dev/null)

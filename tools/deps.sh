@@ -8,7 +8,8 @@ need="pkg-config liblua5.4-dev libuv1-dev lua-cjson-dev libedit-dev
   libsystemd-dev"
 case "$1" in
   test) need="$need libcmocka-dev python3 python3-cryptography tmux tzdata
-    man-db groff chromium" ;;
+    man-db groff chromium dbus-daemon dbus-bin dbus-x11 xvfb dunst
+    libnotify-bin" ;;
   bench) need="$need redis-server gnuplot-nox" ;;
   fuzz) need="$need clang-14 libclang-rt-14-dev tzdata" ;;
   valgrind) need="$need libcmocka-dev python3 tmux tzdata valgrind" ;;
