@@ -373,7 +373,8 @@ static lua_Integer array_length(lua_State *L, int idx) {
   return keys == n ? n : -1;
 }
 
-void methods_call(server_t *srv, session_t *s, lua_State *L) {
+void methods_call(void *data, session_t *s, lua_State *L) {
+  server_t *srv = data;
   const config_t *cfg = server_config(srv);
   lua_Integer id;
   const char *name;

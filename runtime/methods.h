@@ -14,8 +14,9 @@
 struct server;
 
 /* Handles the call frame at the top of L's stack (left there) from session
- * s: starts the method's process, or answers an error result at once. */
-void methods_call(struct server *srv, session_t *s, lua_State *L);
+ * s: starts the method's process, or answers an error result at once.
+ * A server_call_fn, data being the server (serve.c registers it). */
+void methods_call(void *srv, session_t *s, lua_State *L);
 
 /* 1 when name may name a method: letters, digits and '_' only, 1 to 64. */
 int methods_valid_name(const char *name);

@@ -3,8 +3,8 @@
  *
  * A send encodes its frame once into one outbuf and every target session
  * shares it: each queued write and each pending (unacknowledged) entry holds
- * a reference, and the last outbuf_unref frees it. Message frames also carry
- * their delivery counters, so message_status() needs no other record.
+ * a reference, and the last outbuf_unref frees it. A message's delivery
+ * counters are message.c's, found by the frame's msg_id.
  */
 #ifndef HERALD_OUTBUF_H
 #define HERALD_OUTBUF_H
@@ -16,9 +16,6 @@ typedef struct outbuf {
   uint32_t refs;
   uint32_t len;        /* bytes in data, the trailing '\n' included */
   int64_t msg_id;      /* message frames: their id; other frames: 0 */
-  uint32_t queued;     /* sessions the message was queued for */
-  uint32_t delivered;  /* ... whose socket took every byte of it */
-  uint32_t acked;      /* ... whose client acknowledged it */
   char data[];
 } outbuf_t;
 

@@ -18,8 +18,7 @@ int persist_session(state_t *st, const session_t *s) {
 
 int persist_message(state_t *st, const outbuf_t *b, const char *target,
                     const char *text, size_t len, int64_t sent_ms) {
-  state_message_t m = {b->msg_id, sent_ms, target, text, len,
-                       b->queued, b->delivered, b->acked};
+  state_message_t m = {b->msg_id, sent_ms, target, text, len, 0, 0, 0};
   return state_put_message(st, &m);
 }
 
@@ -56,7 +55,7 @@ typedef struct restore {
   session_table_t *t;
   lua_State *L;
   size_t max_pending, max_bytes;
-  void (*keep)(void *data, outbuf_t *b);
+  void (*keep)(void *data, outbuf_t *b, const state_message_t *m);
   void *data;
   restored_t *all;
   size_t count, cap;
@@ -159,9 +158,6 @@ static void on_message_row(void *data, const state_message_t *m) {
         r->failed = 1;
         return;
       }
-      b->queued = m->queued;
-      b->delivered = m->delivered;
-      b->acked = m->acknowledged;
     }
     if (session_pend_push(e->s, m->id, b, r->max_pending, r->max_bytes) < 0)
       r->skipped++;
@@ -169,12 +165,14 @@ static void on_message_row(void *data, const state_message_t *m) {
       session_pend_at(e->s, e->s->pend_count - 1)->written = owed == 2;
   }
   if (b != NULL)
-    r->keep(r->data, b);
+    r->keep(r->data, b, m);
 }
 
 long persist_restore(state_t *st, session_table_t *t, lua_State *L,
                      size_t max_pending, size_t max_bytes,
-                     void (*keep)(void *data, outbuf_t *b), void *data,
+                     void (*keep)(void *data, outbuf_t *b,
+                                  const state_message_t *m),
+                     void *data,
                      char *err, size_t errlen) {
   restore_t r = {t, L, max_pending, max_bytes, keep, data, NULL, 0, 0, 0,
                  0};

@@ -14,6 +14,7 @@
 #include "herald.h"
 #include "http.h"
 #include "log.h"
+#include "methods.h"
 #include "notify.h"
 #include "process.h"
 #include "prompt.h"
@@ -214,6 +215,7 @@ int serve_main(int argc, char **argv) {
       goto done;
     }
   }
+  server_on_call(srv, methods_call, srv);
   audit_init(state, cfg.audit_keep_days, server_sessions(srv));
   herald_open(vm_state(vm), srv);
   scheduler = sched_new(loop, vm_state(vm), &cfg, err, sizeof(err));

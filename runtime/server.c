@@ -10,7 +10,7 @@
 #include "clock.h"
 #include "conn.h"
 #include "log.h"
-#include "methods.h"
+#include "message.h"
 #include "process.h"
 #include "persist.h"
 #include "proto.h"
@@ -18,9 +18,6 @@
 #include "tls.h"
 #include "watchdog.h"
 
-/* How many recent messages message_status() can tell about from memory
- * (the state database, when there is one, remembers message_history). */
-#define MESSAGE_HISTORY 1024
 /* How often acks and counters go to the state database. */
 #define STATE_FLUSH_MS 1000
 /* After a graceful stop with a state database, clients come back after
@@ -63,11 +60,12 @@ struct server {
   tls_ctx_t *tls; /* NULL: plaintext */
   state_t *state; /* NULL: no state database */
   uv_timer_t state_flush;
-  long history_counts[MESSAGE_HISTORY]; /* as last written to the state */
   int keeping; /* a graceful stop with a state database keeps sessions */
   int64_t last_msg_id;
-  outbuf_t *history[MESSAGE_HISTORY];
+  message_log_t messages; /* the recent ones, with their counters */
   void (*on_session_end)(void *data, const session_t *s);
+  server_call_fn on_call;
+  void *on_call_data;
   void *on_session_end_data;
   int port;
   int64_t last_accept_warning;
@@ -98,6 +96,11 @@ int server_rejecting(const server_t *srv) { return srv->reject; }
 
 auth_t *server_auth(const server_t *srv) { return srv->auth; }
 
+void server_on_call(server_t *srv, server_call_fn fn, void *data) {
+  srv->on_call = fn;
+  srv->on_call_data = data;
+}
+
 void server_on_session_end(server_t *srv,
                            void (*fn)(void *data, const session_t *s),
                            void *data) {
@@ -105,16 +108,8 @@ void server_on_session_end(server_t *srv,
   srv->on_session_end_data = data;
 }
 
-size_t server_recent_messages(const server_t *srv, outbuf_t **out,
-                              size_t max) {
-  size_t n = 0;
-  for (int64_t id = srv->last_msg_id; id > 0 && n < max; id--) {
-    outbuf_t *b = server_find_message(srv, id);
-    if (b == NULL)
-      break; /* older ones are gone from memory too */
-    out[n++] = b;
-  }
-  return n;
+size_t server_recent_messages(server_t *srv, message_t **out, size_t max) {
+  return message_recent(&srv->messages, srv->last_msg_id, out, max);
 }
 
 tls_ctx_t *server_tls(const server_t *srv) { return srv->tls; }
@@ -245,26 +240,26 @@ int server_send_to(server_t *srv, const char *id, outbuf_t *b) {
 }
 
 /* Queues message b for s: pending until acked, written now if connected. */
-static int deliver(server_t *srv, session_t *s, outbuf_t *b) {
+static int deliver(server_t *srv, session_t *s, message_t *m) {
   const config_t *cfg = srv->cfg;
   if (s->closing)
     return 0;
-  if (session_pend_push(s, b->msg_id, b, (size_t)cfg->max_pending,
+  if (session_pend_push(s, m->id, m->frame, (size_t)cfg->max_pending,
                         (size_t)cfg->max_outbound_bytes) < 0) {
     drop_session(srv, s, "slow consumer", LOG_WARN);
     return 0;
   }
-  b->queued++;
+  m->queued++;
   if (s->conn != NULL)
-    conn_send(s->conn, b); /* past max_outbound_bytes it closes */
+    conn_send(s->conn, m->frame); /* past max_outbound_bytes it closes */
   return 1;
 }
 
 long server_send_message(server_t *srv, const char *text, size_t len,
                          const char *id, int64_t *msg_id) {
   outbuf_t *b;
+  message_t *m;
   long count = 0;
-  size_t slot;
   int64_t now = clock_wall_ms();
   session_t *target = id != NULL ? session_find(srv->sessions, id) : NULL;
 
@@ -280,16 +275,18 @@ long server_send_message(server_t *srv, const char *text, size_t len,
                       text, len, now) < 0)
     log_error("message %lld is not in the state database: a restart "
               "would lose it", (long long)*msg_id);
+  /* In the log first: a write that completes at once counts on it. */
+  m = message_put(&srv->messages, b, 0, 0, 0);
   if (id != NULL) {
     if (target != NULL)
-      count = deliver(srv, target, b);
+      count = deliver(srv, target, m);
   } else {
     session_t *const *all = session_all(srv->sessions);
     size_t n = session_count(srv->sessions);
     /* Drops during the walk only mark sessions: the array holds still. */
     srv->fanout = 1;
     for (size_t i = 0; i < n; i++)
-      count += deliver(srv, all[i], b);
+      count += deliver(srv, all[i], m);
     srv->fanout = 0;
     /* A second walk only when the first one dropped someone. */
     for (size_t i = n; srv->fanout_ended > 0 && i-- > 0;) {
@@ -299,28 +296,16 @@ long server_send_message(server_t *srv, const char *text, size_t len,
       }
     }
   }
-  slot = (size_t)(*msg_id % MESSAGE_HISTORY);
-  outbuf_unref(srv->history[slot]);
-  srv->history[slot] = b; /* keeps the creation reference */
   return count;
 }
 
-outbuf_t *server_find_message(const server_t *srv, int64_t msg_id) {
-  outbuf_t *b;
-  if (msg_id <= 0)
-    return NULL;
-  b = srv->history[msg_id % MESSAGE_HISTORY];
-  return b != NULL && b->msg_id == msg_id ? b : NULL;
-}
-
-int server_message_counts(const server_t *srv, int64_t msg_id,
-                          long counts[3]) {
-  const outbuf_t *b = server_find_message(srv, msg_id);
+int server_message_counts(server_t *srv, int64_t msg_id, long counts[3]) {
+  const message_t *recent = message_find(&srv->messages, msg_id);
   state_message_t m;
-  if (b != NULL) {
-    counts[0] = b->queued;
-    counts[1] = b->delivered;
-    counts[2] = b->acked;
+  if (recent != NULL) {
+    counts[0] = recent->queued;
+    counts[1] = recent->delivered;
+    counts[2] = recent->acked;
     return 0;
   }
   if (srv->state == NULL || msg_id <= 0 ||
@@ -363,9 +348,9 @@ static int handle_frame(lua_State *L) {
       break;
     }
     if (session_pend_ack(s, id) == 0) {
-      outbuf_t *b = server_find_message(srv, id);
-      if (b != NULL)
-        b->acked++;
+      message_t *m = message_find(&srv->messages, id);
+      if (m != NULL)
+        m->acked++;
       s->acks_unsaved = 1;
     } else {
       log_debug("session %s: ack of message %lld, which it does not have",
@@ -373,7 +358,19 @@ static int handle_frame(lua_State *L) {
     }
     break;
   case PROTO_CALL:
-    methods_call(srv, s, L);
+    if (srv->on_call != NULL) {
+      srv->on_call(srv->on_call_data, s, L);
+    } else {
+      lua_Integer call_id = 0;
+      outbuf_t *b;
+      proto_get_integer(L, "id", &call_id);
+      b = proto_result_error(L, call_id, "unknown_method",
+                             "this server has no methods");
+      if (b != NULL) {
+        conn_send(c, b);
+        outbuf_unref(b);
+      }
+    }
     break;
   case PROTO_PING:
     conn_send(c, proto_pong());
@@ -490,9 +487,12 @@ static void on_session_close(conn_t *c) {
 static void on_session_written(conn_t *c, outbuf_t *b) {
   session_t *s = conn_owner(c);
   session_pending_t *e = s != NULL ? session_pend_find(s, b->msg_id) : NULL;
+  message_t *m;
   if (e != NULL && !e->written) {
     e->written = 1;
-    b->delivered++;
+    m = message_find(&server_of(c)->messages, b->msg_id);
+    if (m != NULL)
+      m->delivered++;
   }
 }
 
@@ -1211,15 +1211,11 @@ static void flush_state(server_t *srv) {
       forget = session_pend_at(s, 0)->id;
   }
   for (size_t i = 0; i < MESSAGE_HISTORY; i++) {
-    outbuf_t *b = srv->history[i];
-    long sum;
-    if (b == NULL)
-      continue;
-    sum = b->queued + b->delivered + b->acked;
-    if (sum != srv->history_counts[i]) {
-      srv->history_counts[i] = sum;
-      state_set_counts(srv->state, b->msg_id, b->queued, b->delivered,
-                       b->acked);
+    message_t *m = &srv->messages.slots[i];
+    if (m->id != 0 && message_unsaved(m)) {
+      message_saved(m);
+      state_set_counts(srv->state, m->id, m->queued, m->delivered,
+                       m->acked);
     }
   }
   state_flush(srv->state, forget);
@@ -1227,14 +1223,12 @@ static void flush_state(server_t *srv) {
 
 static void on_state_flush(uv_timer_t *t) { flush_state(t->data); }
 
-/* Keeps a frame restored from the state database in the history, so
- * that message_status knows it. Takes the reference. */
-static void keep_restored(void *data, outbuf_t *b) {
+/* Keeps a frame restored from the state database in the log, with its
+ * counters, so that message_status knows it. Takes the reference. */
+static void keep_restored(void *data, outbuf_t *b, const state_message_t *m) {
   server_t *srv = data;
-  size_t slot = (size_t)(b->msg_id % MESSAGE_HISTORY);
-  outbuf_unref(srv->history[slot]);
-  srv->history[slot] = b;
-  srv->history_counts[slot] = b->queued + b->delivered + b->acked;
+  message_put(&srv->messages, b, (uint32_t)m->queued,
+              (uint32_t)m->delivered, (uint32_t)m->acknowledged);
 }
 
 int server_use_state(server_t *srv, state_t *st, char *err, size_t errlen) {
@@ -1271,8 +1265,7 @@ void server_free(server_t *srv) {
   watchdog_stop();
   auth_free(srv->auth);
   tls_ctx_free(srv->tls);
-  for (size_t i = 0; i < MESSAGE_HISTORY; i++)
-    outbuf_unref(srv->history[i]);
+  message_clear(&srv->messages);
   session_table_free(srv->sessions);
   free(srv);
 }

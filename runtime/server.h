@@ -19,6 +19,7 @@
 #include "vm.h"
 
 typedef struct server server_t;
+struct message;
 
 /* Takes neither cfg nor vm: both must outlive the server. */
 server_t *server_new(uv_loop_t *loop, const config_t *cfg, vm_t *vm);
@@ -59,15 +60,11 @@ lua_State *server_lua(const server_t *srv);
  */
 long server_send_message(server_t *srv, const char *text, size_t len,
                          const char *id, int64_t *msg_id);
-/* The frame of a recent message (its counters tell its status), or NULL
- * once it has been forgotten. Not referenced for the caller. */
-outbuf_t *server_find_message(const server_t *srv, int64_t msg_id);
 
 /* The counters of message msg_id (queued, delivered, acknowledged), from
  * memory or, for an older one, the state database: 0, or -1 once it has
  * been forgotten. */
-int server_message_counts(const server_t *srv, int64_t msg_id,
-                          long counts[3]);
+int server_message_counts(server_t *srv, int64_t msg_id, long counts[3]);
 
 /* Sends frame b to session id if it is connected; returns 1 if sent or
  * queued, 0 if the session is gone or postponed. */
@@ -83,15 +80,20 @@ int server_rejecting(const server_t *srv);
 void server_adopt(server_t *srv, struct conn *c);
 /* An accept failed (descriptors ran out): logged once a second at most. */
 void server_accept_failed(server_t *srv, int status);
+/* What runs a session's call frame (at the top of L's stack, left there):
+ * methods.c's, registered by serve.c so that the server does not depend
+ * on the methods. Without one, every call gets unknown_method. */
+typedef void (*server_call_fn)(void *data, session_t *s, lua_State *L);
+void server_on_call(server_t *srv, server_call_fn fn, void *data);
 /* The users file's checks. */
 struct auth *server_auth(const server_t *srv);
 /* fn(data, s) just before session s leaves the table (one observer). */
 void server_on_session_end(server_t *srv,
                            void (*fn)(void *data, const session_t *s),
                            void *data);
-/* The frames of the newest messages still in memory, newest first, at
- * most max of them; returns how many. */
-size_t server_recent_messages(const server_t *srv, outbuf_t **out,
+/* The newest messages still in memory, newest first, at most max of
+ * them; returns how many. */
+size_t server_recent_messages(server_t *srv, struct message **out,
                               size_t max);
 /* The TLS context of the listeners, or NULL. */
 struct tls_ctx *server_tls(const server_t *srv);

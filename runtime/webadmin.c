@@ -10,6 +10,7 @@
 #include "clock.h"
 #include "conn.h"
 #include "log.h"
+#include "message.h"
 #include "process.h"
 #include "proto.h"
 #include "vm.h"
@@ -471,7 +472,7 @@ static void on_request_done(process_t *p, int status, lua_State *co,
 static void reply_messages(admin_conn_t *ac, request_t *rq,
                            lua_Integer limit) {
   lua_State *L = ac->wa->L;
-  outbuf_t *recent[WEBADMIN_MAX_MESSAGES];
+  message_t *recent[WEBADMIN_MAX_MESSAGES];
   size_t n = server_recent_messages(ac->wa->srv, recent,
                                     (size_t)limit);
   char err[256];
@@ -482,8 +483,8 @@ static void reply_messages(admin_conn_t *ac, request_t *rq,
   lua_createtable(L, 0, 1);
   lua_createtable(L, (int)n, 0);
   for (size_t i = 0; i < n; i++) {
-    if (proto_decode(L, recent[i]->data, recent[i]->len - 1, err,
-                     sizeof(err)) < 0)
+    const outbuf_t *frame = recent[i]->frame;
+    if (proto_decode(L, frame->data, frame->len - 1, err, sizeof(err)) < 0)
       continue;
     lua_pushnil(L);
     lua_setfield(L, -2, "type");

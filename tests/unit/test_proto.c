@@ -746,7 +746,7 @@ static void test_message(void **state) {
   assert_int_equal(lua_gettop(L), 0);
   assert_non_null(b);
   assert_int_equal(b->msg_id, 12);
-  assert_int_equal(b->queued, 0);
+  assert_int_equal(b->refs, 1);
   push_frame(L, b);
   assert_int_equal(nkeys(L), 4);
   assert_field_str(L, "type", "message");
