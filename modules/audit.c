@@ -200,15 +200,7 @@ void audit_job(struct sched *s, const char *action, lua_Integer id, int ok,
 /* --- registration --------------------------------------------------------- */
 
 void audit_open(lua_State *L) {
-  if (lua_getfield(L, LUA_REGISTRYINDEX, "herald.natives") != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, LUA_REGISTRYINDEX, "herald.natives");
-  }
-  lua_pushcfunction(L, l_audit_log);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -3, "audit_log");
-  lua_setglobal(L, "audit_log");
-  lua_pop(L, 1);
+  static const luaL_Reg natives[] = {{"audit_log", l_audit_log},
+                                     {NULL, NULL}};
+  vm_register_natives(L, natives, NULL);
 }

@@ -366,25 +366,14 @@ void herald_open(lua_State *L, server_t *srv) {
                    {"PROCESSES_ONLY", PROCESSES_ONLY},
                    {"SESSIONS_ONLY", SESSIONS_ONLY}};
 
-  lua_newtable(L); /* the list, for the sandbox */
-  lua_pushlightuserdata(L, srv);
-  luaL_setfuncs(L, natives, 1);
-  lua_pushcfunction(L, process_lua_delay);
-  lua_setfield(L, -2, "delay_process");
-  lua_pushcfunction(L, process_lua_print);
-  lua_setfield(L, -2, "print");
-  for (size_t i = 0; i < sizeof(constants) / sizeof(constants[0]); i++) {
-    lua_pushinteger(L, constants[i].value);
-    lua_setfield(L, -2, constants[i].name);
-  }
-  /* Each also becomes a global of the full environment. */
-  lua_pushglobaltable(L);
-  lua_pushnil(L);
-  while (lua_next(L, -3) != 0) {
-    lua_pushvalue(L, -2);
-    lua_insert(L, -2);
-    lua_settable(L, -4);
-  }
-  lua_pop(L, 1);
-  lua_setfield(L, LUA_REGISTRYINDEX, "herald.natives");
+  static const luaL_Reg process_natives[] = {
+      {"delay_process", process_lua_delay},
+      {"print", process_lua_print},
+      {NULL, NULL},
+  };
+
+  vm_register_natives(L, natives, srv);
+  vm_register_natives(L, process_natives, NULL);
+  for (size_t i = 0; i < sizeof(constants) / sizeof(constants[0]); i++)
+    vm_register_constant(L, constants[i].name, constants[i].value);
 }

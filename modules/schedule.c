@@ -241,19 +241,5 @@ static const luaL_Reg natives[] = {
 };
 
 void schedule_open(lua_State *L, sched_t *s) {
-  if (lua_getfield(L, LUA_REGISTRYINDEX, "herald.natives") != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, LUA_REGISTRYINDEX, "herald.natives");
-  }
-  lua_pushglobaltable(L);
-  for (const luaL_Reg *r = natives; r->name != NULL; r++) {
-    lua_pushlightuserdata(L, s);
-    lua_pushcclosure(L, r->func, 1);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, r->name);
-    lua_setfield(L, -3, r->name);
-  }
-  lua_pop(L, 2);
+  vm_register_natives(L, natives, s);
 }

@@ -506,6 +506,39 @@ static int sandbox_load(lua_State *L) {
   return 1;
 }
 
+/* The natives registered so far, by name: pushed (made on first use). */
+static void push_native_list(lua_State *L) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, "herald.natives") != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "herald.natives");
+  }
+}
+
+/* The value at the top (popped) as native name: in the list and global. */
+static void register_native(lua_State *L, const char *name) {
+  push_native_list(L);
+  lua_pushvalue(L, -2);
+  lua_setfield(L, -2, name);
+  lua_pop(L, 1);
+  lua_setglobal(L, name);
+}
+
+void vm_register_natives(lua_State *L, const luaL_Reg *fns, void *upvalue) {
+  for (const luaL_Reg *r = fns; r->name != NULL; r++) {
+    lua_pushlightuserdata(L, upvalue);
+    lua_pushcclosure(L, r->func, 1);
+    register_native(L, r->name);
+  }
+}
+
+void vm_register_constant(lua_State *L, const char *name,
+                          lua_Integer value) {
+  lua_pushinteger(L, value);
+  register_native(L, name);
+}
+
 /* Builds the allow-listed base of every sandbox from the globals (the
  * natives among them) and keeps it in the registry. */
 static void build_sandbox_base(lua_State *L) {

@@ -8,6 +8,7 @@
 #ifndef HERALD_VM_H
 #define HERALD_VM_H
 
+#include <lauxlib.h>
 #include <lua.h>
 #include <stddef.h>
 
@@ -89,6 +90,17 @@ void vm_push_sandbox_env(lua_State *L);
 /* Pushes a fresh environment of the full kind (the console, `herald run`):
  * its own globals table reading through to the real globals. */
 void vm_push_full_env(lua_State *L);
+
+/*
+ * Registers natives (up to a NULL name): each becomes a global of the
+ * full environment and a name of every sandbox (vm_seal builds its base
+ * from them). upvalue is each function's one upvalue, a light userdata
+ * (the server, the scheduler; NULL where there is none, as under herald
+ * run --local). Before vm_seal.
+ */
+void vm_register_natives(lua_State *L, const luaL_Reg *fns, void *upvalue);
+/* The same for an integer constant (SESSIONS_ONLY). */
+void vm_register_constant(lua_State *L, const char *name, lua_Integer value);
 
 /*
  * Seals the state once every native is registered: the standard libraries,
