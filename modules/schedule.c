@@ -7,6 +7,7 @@
 #include "audit.h"
 #include "clock.h"
 #include "cron.h"
+#include "jobspec.h"
 #include "process.h"
 #include "sched.h"
 #include "vm.h"
@@ -15,57 +16,17 @@ static sched_t *sched_up(lua_State *L) {
   return lua_touserdata(L, lua_upvalueindex(1));
 }
 
-/* Stack slots of the spec table's values while l_schedule runs: they stay
- * there, so the strings taken from them cannot be collected meanwhile. */
-enum { SLOT_CRON = 3, SLOT_EVERY, SLOT_NAME, SLOT_TIMEOUT, SLOT_ARGS };
-
-/* Reads the table form of a spec at index 1 into *spec, pushing its values
- * into the slots above; raises on an unknown field or a wrong type. */
+/* Reads the table form of a spec at index 1 into *spec, with the rules
+ * of the configuration's entries (jobspec.c); raises on a bad one. */
 static void read_spec_table(lua_State *L, sched_spec_t *spec) {
-  static const char *const fields[] = {"cron", "every", "name", "timeout",
-                                       "args", NULL};
-  int has_cron, has_every;
-
-  lua_pushnil(L);
-  while (lua_next(L, 1) != 0) {
-    int i;
-    if (lua_type(L, -2) != LUA_TSTRING)
-      luaL_argerror(L, 1, lua_pushfstring(L, "unexpected %s key",
-                                          luaL_typename(L, -2)));
-    for (i = 0; fields[i] != NULL; i++)
-      if (strcmp(lua_tostring(L, -2), fields[i]) == 0)
-        break;
-    if (fields[i] == NULL)
-      luaL_argerror(L, 1, lua_pushfstring(L, "unknown field '%s' (expected "
-                                          "cron, every, name, args or "
-                                          "timeout)", lua_tostring(L, -2)));
-    lua_pop(L, 1);
-  }
-  for (int i = 0; fields[i] != NULL; i++)
-    lua_getfield(L, 1, fields[i]);
-  has_cron = !lua_isnil(L, SLOT_CRON);
-  has_every = !lua_isnil(L, SLOT_EVERY);
-  if (has_cron == has_every)
-    luaL_argerror(L, 1, "give exactly one of 'cron' or 'every'");
-  if (has_cron && lua_type(L, SLOT_CRON) != LUA_TSTRING)
-    luaL_argerror(L, 1, "'cron' must be a string");
-  if (has_every && lua_type(L, SLOT_EVERY) != LUA_TNUMBER)
-    luaL_argerror(L, 1, "'every' must be a number of seconds");
-  spec->cron = has_cron ? lua_tostring(L, SLOT_CRON) : NULL;
-  spec->every = has_every ? lua_tonumber(L, SLOT_EVERY) : 0;
-  if (!lua_isnil(L, SLOT_NAME)) {
-    if (lua_type(L, SLOT_NAME) != LUA_TSTRING)
-      luaL_argerror(L, 1, "'name' must be a string");
-    spec->name = lua_tostring(L, SLOT_NAME);
-  }
-  if (!lua_isnil(L, SLOT_TIMEOUT)) {
-    if (lua_type(L, SLOT_TIMEOUT) != LUA_TNUMBER ||
-        !(lua_tonumber(L, SLOT_TIMEOUT) > 0))
-      luaL_argerror(L, 1, "'timeout' must be a positive number of seconds");
-    spec->timeout = lua_tonumber(L, SLOT_TIMEOUT);
-  }
-  if (!lua_isnil(L, SLOT_ARGS) && !lua_istable(L, SLOT_ARGS))
-    luaL_argerror(L, 1, "'args' must be an array");
+  jobspec_t js;
+  char why[256];
+  if (jobspec_read(L, 1, 0, &js, why, sizeof(why)) < 0)
+    luaL_argerror(L, 1, lua_pushstring(L, why));
+  spec->cron = js.cron;
+  spec->every = js.every;
+  spec->name = js.name;
+  spec->timeout = js.timeout;
 }
 
 /* Pushes a copy of the argument array t (its length is t.n when that is a
@@ -145,8 +106,8 @@ static int l_schedule(lua_State *L) {
   }
   /* Nothing but running out of memory raises from here on, so the refs
    * reach sched_add, which owns them. */
-  if (lua_istable(L, 1) && lua_istable(L, SLOT_ARGS)) {
-    push_args_copy(L, SLOT_ARGS);
+  if (lua_istable(L, 1) && lua_getfield(L, 1, "args") == LUA_TTABLE) {
+    push_args_copy(L, lua_gettop(L));
     spec.args_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   if (spec.script == NULL) {

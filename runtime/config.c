@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "jobspec.h"
+
 void config_defaults(config_t *c) {
   memset(c, 0, sizeof(*c));
   strcpy(c->listen.host, "127.0.0.1");
@@ -178,87 +180,41 @@ static char *encode_json(lua_State *L) {
   return out;
 }
 
-/* Reads one schedule entry, the table at the top of the stack. */
+/* Reads one schedule entry, the table at the top of the stack, with the
+ * rules every job spec follows (jobspec.c). */
 static int read_job(lua_State *L, config_job_t *job, int n, char *err,
                     size_t errlen) {
-  static const char *const fields[] = {"cron", "every", "script", "name",
-                                       "args", "timeout", NULL};
-  lua_pushnil(L);
-  while (lua_next(L, -2) != 0) {
-    int i;
-    if (lua_type(L, -2) != LUA_TSTRING) {
-      snprintf(err, errlen, "schedule entry %d: unexpected %s key", n,
-               luaL_typename(L, -2));
-      return -1;
-    }
-    for (i = 0; fields[i] != NULL; i++)
-      if (strcmp(lua_tostring(L, -2), fields[i]) == 0)
-        break;
-    if (fields[i] == NULL) {
-      snprintf(err, errlen,
-               "schedule entry %d: unknown field '%s' (expected cron, "
-               "every, script, name, args or timeout)",
-               n, lua_tostring(L, -2));
+  jobspec_t spec;
+  char why[256];
+  const char *who;
+
+  if (jobspec_read(L, -1, 1, &spec, why, sizeof(why)) < 0 ||
+      jobspec_check(spec.cron, spec.every, spec.timeout, why,
+                    sizeof(why)) < 0) {
+    who = spec.name != NULL ? spec.name : spec.script;
+    if (who != NULL)
+      snprintf(err, errlen, "schedule entry %d (%s): %s", n, who, why);
+    else
+      snprintf(err, errlen, "schedule entry %d: %s", n, why);
+    return -1;
+  }
+  job->script = strdup(spec.script);
+  job->name = strdup(spec.name != NULL ? spec.name : spec.script);
+  job->cron = spec.cron != NULL ? strdup(spec.cron) : NULL;
+  job->every = spec.every;
+  job->timeout = spec.timeout;
+  if (spec.has_args) {
+    rawfield(L, -1, "args");
+    if (lua_rawlen(L, -1) == 0 && is_array(L, -1)) {
+      job->args_json = strdup("[]"); /* cjson would write {} */
+    } else if (!is_array(L, -1) || (job->args_json = encode_json(L)) ==
+                                       NULL) {
+      snprintf(err, errlen, "schedule entry %d (%s): 'args' must be an "
+               "array of plain values", n, job->name);
       return -1;
     }
     lua_pop(L, 1);
   }
-  rawfield(L, -1, "script");
-  if (lua_type(L, -1) != LUA_TSTRING) {
-    snprintf(err, errlen, "schedule entry %d: 'script' must be a string", n);
-    return -1;
-  }
-  job->script = strdup(lua_tostring(L, -1));
-  rawfield(L, -2, "name");
-  job->name = strdup(lua_isstring(L, -1) ? lua_tostring(L, -1) : job->script);
-  rawfield(L, -3, "cron");
-  rawfield(L, -4, "every");
-  if (lua_isnil(L, -2) == lua_isnil(L, -1)) {
-    snprintf(err, errlen,
-             "schedule entry %d (%s): give exactly one of 'cron' or 'every'",
-             n, job->name);
-    return -1;
-  }
-  if (!lua_isnil(L, -2)) {
-    if (lua_type(L, -2) != LUA_TSTRING) {
-      snprintf(err, errlen, "schedule entry %d (%s): 'cron' must be a string",
-               n, job->name);
-      return -1;
-    }
-    job->cron = strdup(lua_tostring(L, -2));
-  } else if (lua_type(L, -1) != LUA_TNUMBER || lua_tonumber(L, -1) < 0.01) {
-    snprintf(err, errlen,
-             "schedule entry %d (%s): 'every' must be a number of seconds "
-             "of at least 0.01",
-             n, job->name);
-    return -1;
-  } else {
-    job->every = lua_tonumber(L, -1);
-  }
-  rawfield(L, -5, "timeout");
-  if (!lua_isnil(L, -1)) {
-    if (lua_type(L, -1) != LUA_TNUMBER || lua_tonumber(L, -1) <= 0) {
-      snprintf(err, errlen,
-               "schedule entry %d (%s): 'timeout' must be a positive number",
-               n, job->name);
-      return -1;
-    }
-    job->timeout = lua_tonumber(L, -1);
-  }
-  rawfield(L, -6, "args");
-  if (lua_istable(L, -1) && lua_rawlen(L, -1) == 0 && is_array(L, -1)) {
-    job->args_json = strdup("[]"); /* cjson would write {} */
-  } else if (!lua_isnil(L, -1)) {
-    if (!lua_istable(L, -1) || !is_array(L, -1) ||
-        (job->args_json = encode_json(L)) == NULL) {
-      snprintf(err, errlen,
-               "schedule entry %d (%s): 'args' must be an array of plain "
-               "values",
-               n, job->name);
-      return -1;
-    }
-  }
-  lua_pop(L, 6);
   return 0;
 }
 

@@ -10,6 +10,7 @@
 
 #include "clock.h"
 #include "cron.h"
+#include "jobspec.h"
 #include "log.h"
 #include "process.h"
 #include "vm.h"
@@ -24,8 +25,6 @@
  * milliseconds, and a job due at 21:45 should not see 21:44:59. */
 #define CRON_LATE_MS 20
 /* The longest period and run time a job may ask for. */
-#define MAX_EVERY (366.0 * 86400)
-#define MAX_TIMEOUT 86400.0
 
 typedef struct job {
   sched_t *sched;
@@ -579,33 +578,16 @@ int sched_add(sched_t *s, const sched_spec_t *spec, char *err,
     snprintf(err, errlen, "the scheduler is stopped");
     goto done;
   }
+  if (jobspec_check(spec->cron, spec->every, spec->timeout, err, errlen) < 0)
+    goto done;
   if (spec->cron != NULL) {
-    time_t next;
-    int r;
-    if (cron_parse(&j->cron, spec->cron, err, errlen) < 0)
-      goto done;
-    r = cron_next(&j->cron, time(NULL), &next);
-    if (r == CRON_ENONEXT || r == CRON_ERANGE) {
-      snprintf(err, errlen, "cron '%s' never fires (no matching time "
-               "within %d years)", spec->cron, CRON_HORIZON_DAYS / 366);
-      goto done;
-    }
+    cron_parse(&j->cron, spec->cron, NULL, 0); /* checked just above */
     j->is_cron = 1;
     j->spec = strdup(spec->cron);
   } else {
-    if (!(spec->every >= 0.01 && spec->every <= MAX_EVERY)) {
-      snprintf(err, errlen, "'every' must be a number of seconds from 0.01 "
-               "to %.0f (366 days), not %g", MAX_EVERY, spec->every);
-      goto done;
-    }
     j->period_ms = spec->every * 1000;
     snprintf(text, sizeof(text), "every %g s", spec->every);
     j->spec = strdup(text);
-  }
-  if (!(spec->timeout >= 0 && spec->timeout <= MAX_TIMEOUT)) {
-    snprintf(err, errlen, "'timeout' must be a number of seconds up to "
-             "%.0f, not %g", MAX_TIMEOUT, spec->timeout);
-    goto done;
   }
   j->timeout = spec->timeout;
   if (spec->script != NULL) {

@@ -211,7 +211,8 @@ class Schedule(HeraldTest):
         scripts = self.scripts({"maintenance/tick.lua": "\n"})
         cases = [
             ('{ every = 1, script = "maintenance/tick.lua", colour = "red" }',
-             r"schedule entry 1: unknown field 'colour'"),
+             r"schedule entry 1 \(maintenance/tick\.lua\): unknown field "
+             r"'colour'"),
             ('{ cron = "0 3 * * *", script = "maintenance/tick.lua" },\n'
              '{ cron = "61 * * * *", name = "nightly",\n'
              '  script = "maintenance/tick.lua" }',
