@@ -16,6 +16,9 @@ static sched_t *sched_up(lua_State *L) {
   return lua_touserdata(L, lua_upvalueindex(1));
 }
 
+/* The most arguments a job may be given (a Lua call takes about 250). */
+#define SCHEDULE_MAX_ARGS 250
+
 /* Reads the table form of a spec at index 1 into *spec, with the rules
  * of the configuration's entries (jobspec.c); raises on a bad one. */
 static void read_spec_table(lua_State *L, sched_spec_t *spec) {
@@ -38,8 +41,9 @@ static void push_args_copy(lua_State *L, int t) {
   else
     n = (lua_Integer)lua_rawlen(L, t);
   lua_pop(L, 1);
-  if (n < 0 || n > 250)
-    luaL_argerror(L, 1, "'args' may hold at most 250 values");
+  if (n < 0 || n > SCHEDULE_MAX_ARGS)
+    luaL_argerror(L, 1, lua_pushfstring(L, "'args' may hold at most %d "
+                                        "values", SCHEDULE_MAX_ARGS));
   lua_createtable(L, (int)n, 1);
   for (lua_Integer i = 1; i <= n; i++) {
     lua_geti(L, t, i);

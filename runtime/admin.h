@@ -8,9 +8,13 @@
  * The frames are JSON lines, like the wire protocol:
  *   client: {"type":"run","name":N,"source":S,"args":[...]}
  *           {"type":"eval","line":L}
+ *           {"type":"complete","text":T}             (Tab)
+ *           {"type":"interrupt"}                     (Ctrl-C)
  *   server: {"type":"print","text":T[,"error":true]}
  *           {"type":"exit","status":0|1,"error":E}   (end of a run)
- *           {"type":"done","more":B,"ok":B}          (end of an eval)
+ *           {"type":"done","more":B,"ok":B}          (end of an eval; more:
+ *                                                    the line is not whole)
+ *           {"type":"completions","items":[...]}     (answer to complete)
  */
 #ifndef HERALD_ADMIN_H
 #define HERALD_ADMIN_H

@@ -9,6 +9,7 @@
 #include "clock.h"
 #include "log.h"
 #include "process.h"
+#include "text.h"
 
 #define DAY_MS (24 * 60 * 60 * 1000LL)
 
@@ -156,8 +157,8 @@ const char *audit_actor(char *out, size_t len) {
      * `herald run` script's is named after the script. */
     if (strcmp(p->name, "console") == 0)
       snprintf(out, len, "console:%s", own_user());
-    else if (strncmp(p->name, "console:", 8) == 0 ||
-             strncmp(p->name, "admin:", 6) == 0)
+    else if (TEXT_STARTS_WITH(p->name, "console:") ||
+             TEXT_STARTS_WITH(p->name, "admin:"))
       snprintf(out, len, "%s", p->name);
     else
       snprintf(out, len, "run:%s", p->name);

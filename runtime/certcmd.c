@@ -1,4 +1,5 @@
 #include "certcmd.h"
+#include "text.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -78,7 +79,7 @@ static int is_dns_name(const char *host) {
   size_t total = strlen(host), label = 0;
   if (total == 0 || total > 253)
     return 0;
-  if (strncmp(host, "*.", 2) == 0)
+  if (TEXT_STARTS_WITH(host, "*."))
     host += 2;
   for (const char *p = host;; p++) {
     unsigned char c = (unsigned char)*p;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "jobspec.h"
+#include "text.h"
 
 void config_defaults(config_t *c) {
   memset(c, 0, sizeof(*c));
@@ -286,7 +287,7 @@ static int read_tls(lua_State *L, config_t *c, char *err, size_t errlen) {
 }
 
 static int is_loopback(const char *h) {
-  return strncmp(h, "127.", 4) == 0 || strcmp(h, "::1") == 0 ||
+  return TEXT_STARTS_WITH(h, "127.") || strcmp(h, "::1") == 0 ||
          strcmp(h, "localhost") == 0;
 }
 

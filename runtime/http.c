@@ -11,12 +11,15 @@
 #include "log.h"
 #include "web.h"
 #include "ws.h"
+#include "text.h"
 
 /* A request's line and headers together; a browser's are far smaller. */
 #define HTTP_MAX_HEAD (8 * 1024)
 #define HTTP_URL_MAX 1024
 #define HTTP_VALUE_MAX 256
 #define HTTP_LISTEN_BACKLOG 511
+/* Where the pages' scripts and styles are (pages have their own paths). */
+#define STATIC_PREFIX "/static/"
 
 /* Every answer: only the page's own scripts, styles and WebSocket. */
 #define SECURITY_HEADERS                                                     \
@@ -313,10 +316,10 @@ static void route(request_t *r, char *rest, size_t rest_len) {
     answer_file(r, "index.html", 1);
   } else if (strcmp(path, "/admin") == 0) {
     answer_file(r, "admin.html", 1);
-  } else if (strncmp(path, "/static/", 8) == 0 && strchr(path + 8, '/') ==
-                                                     NULL &&
-             strstr(path + 8, ".html") == NULL) {
-    answer_file(r, path + 8, 0);
+  } else if (TEXT_STARTS_WITH(path, STATIC_PREFIX) &&
+             strchr(path + strlen(STATIC_PREFIX), '/') == NULL &&
+             strstr(path, ".html") == NULL) {
+    answer_file(r, path + strlen(STATIC_PREFIX), 0);
   } else {
     answer_error(r, 404, "", "no such page");
   }

@@ -18,6 +18,18 @@
 #include "tls.h"
 #include "watchdog.h"
 
+/* Connections the kernel may hold waiting for accept (as Redis's and
+ * nginx's default). */
+#define LISTEN_BACKLOG 511
+/* Descriptors beyond max_sessions: the listeners, the admin socket and its
+ * clients, the state database, log and users files, connections greeting. */
+#define FD_HEADROOM 256
+/* The tick runs at least this many times per shortest timeout it serves
+ * (handshake, heartbeat, resume), at most once a second, and no more
+ * often than every TICK_MIN_MS. */
+#define TICKS_PER_TIMEOUT 4
+#define TICK_MAX_MS 1000
+#define TICK_MIN_MS 10
 /* How often acks and counters go to the state database. */
 #define STATE_FLUSH_MS 1000
 /* After a graceful stop with a state database, clients come back after
@@ -978,7 +990,7 @@ void server_on_shutdown(server_t *srv, void (*fn)(void *data), void *data) {
  * open-file limit, with room for the listener, the admin side and files. */
 static void raise_fd_limit(long max_sessions) {
   struct rlimit rl;
-  rlim_t need = (rlim_t)max_sessions + 256;
+  rlim_t need = (rlim_t)max_sessions + FD_HEADROOM;
 
   if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need)
     return;
@@ -1067,6 +1079,13 @@ static int prepare_identity(server_t *srv, char *err, size_t errlen) {
   return 0;
 }
 
+/* The tick (ms) that serves a timeout of seconds as well, if it is
+ * shorter than tick_ms. */
+static int64_t tick_for(double seconds, int64_t tick_ms) {
+  double ms = seconds * 1000 / TICKS_PER_TIMEOUT;
+  return ms < (double)tick_ms ? (int64_t)ms : tick_ms;
+}
+
 int server_start(server_t *srv, char *err, size_t errlen) {
   struct sockaddr_storage addr;
   int namelen = sizeof(addr), r;
@@ -1090,7 +1109,8 @@ int server_start(server_t *srv, char *err, size_t errlen) {
   srv->listener.data = srv;
   r = uv_tcp_bind(&srv->listener, (struct sockaddr *)&addr, 0);
   if (r == 0)
-    r = uv_listen((uv_stream_t *)&srv->listener, 511, on_connection);
+    r = uv_listen((uv_stream_t *)&srv->listener, LISTEN_BACKLOG,
+                  on_connection);
   if (r != 0) {
     snprintf(err, errlen, "cannot listen on %s:%d: %s", a->host, a->port,
              uv_strerror(r));
@@ -1104,15 +1124,12 @@ int server_start(server_t *srv, char *err, size_t errlen) {
                         ? ((struct sockaddr_in6 *)&addr)->sin6_port
                         : ((struct sockaddr_in *)&addr)->sin_port);
   /* Fine enough for the shortest of the timeouts it serves. */
-  tick_ms = 1000;
-  if (srv->cfg->handshake_timeout * 250 < tick_ms)
-    tick_ms = (int64_t)(srv->cfg->handshake_timeout * 250);
-  if (srv->cfg->heartbeat * 250 < tick_ms)
-    tick_ms = (int64_t)(srv->cfg->heartbeat * 250);
-  if (srv->cfg->resume_timeout > 0 && srv->cfg->resume_timeout * 250 < tick_ms)
-    tick_ms = (int64_t)(srv->cfg->resume_timeout * 250);
-  if (tick_ms < 10)
-    tick_ms = 10;
+  tick_ms = tick_for(srv->cfg->handshake_timeout, TICK_MAX_MS);
+  tick_ms = tick_for(srv->cfg->heartbeat, tick_ms);
+  if (srv->cfg->resume_timeout > 0)
+    tick_ms = tick_for(srv->cfg->resume_timeout, tick_ms);
+  if (tick_ms < TICK_MIN_MS)
+    tick_ms = TICK_MIN_MS;
   uv_timer_init(srv->loop, &srv->tick);
   srv->tick.data = srv;
   uv_timer_start(&srv->tick, on_tick, (uint64_t)tick_ms, (uint64_t)tick_ms);
