@@ -5,6 +5,7 @@
 #include "callcmd.h"
 
 #include <ctype.h>
+#include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,11 +201,20 @@ static int call_wait(peer_t *p, const char *method, double timeout) {
 }
 
 int callcmd_main(int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"help", no_argument, NULL, 'h'},
+      {"tls", no_argument, NULL, 't'},
+      {"password-stdin", no_argument, NULL, 'p'},
+      {"server", required_argument, NULL, 's'},
+      {"user", required_argument, NULL, 'u'},
+      {"timeout", required_argument, NULL, 'T'},
+      {"ca", required_argument, NULL, 'c'},
+      {NULL, 0, NULL, 0}};
   peer_t *p;
   const char *server = NULL, *user = NULL, *timeout_s = NULL;
   const char *method = NULL, *ca = NULL;
   char **args;
-  int nargs = 0, status = 2, options = 1, rc, tls = 0, pw_stdin = 0;
+  int nargs = 0, status = 2, rc, tls = 0, pw_stdin = 0;
   double timeout = 60;
   char err[256], code[64];
   lua_State *L;
@@ -217,35 +227,47 @@ int callcmd_main(int argc, char **argv) {
     free(args);
     return 1;
   }
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    int r = 0;
-    if (options && strcmp(a, "--") == 0) {
-      options = 0;
-    } else if (options && (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)) {
+  /* Options may come before or after METHOD, but a JSON argument may
+   * start with '-' ("-1"): after METHOD only "--word" and -h are options,
+   * and after "--" nothing is. getopt_long reads one option at a time. */
+  opterr = 0;
+  optind = 1;
+  while (optind < argc) {
+    const char *a = argv[optind];
+    int ch;
+    if (strcmp(a, "--") == 0) {
+      for (optind++; optind < argc; optind++) {
+        if (method == NULL)
+          method = argv[optind];
+        else
+          args[nargs++] = argv[optind];
+      }
+      break;
+    }
+    if (a[0] != '-' || (method != NULL && a[1] != '-' &&
+                        strcmp(a, "-h") != 0)) {
+      if (method == NULL)
+        method = a;
+      else
+        args[nargs++] = argv[optind];
+      optind++;
+      continue;
+    }
+    ch = getopt_long(argc, argv, "+h", longopts, NULL);
+    switch (ch) {
+    case 'h':
       call_usage();
       status = 0;
       goto done;
-    } else if (options && strcmp(a, "--tls") == 0) {
-      tls = 1;
-    } else if (options && strcmp(a, "--password-stdin") == 0) {
-      pw_stdin = 1;
-    } else if (options &&
-               ((r = peer_opt_value("call", argc, argv, &i, "--server",
-                                    &server)) ||
-                (r = peer_opt_value("call", argc, argv, &i, "--user",
-                                    &user)) ||
-                (r = peer_opt_value("call", argc, argv, &i, "--timeout",
-                                    &timeout_s)) ||
-                (r = peer_opt_value("call", argc, argv, &i, "--ca", &ca)))) {
-      if (r < 0) goto usage;
-    } else if (options && strncmp(a, "--", 2) == 0) {
-      fprintf(stderr, "herald: call: unknown option '%s'\n", a);
+    case 't': tls = 1; break;
+    case 'p': pw_stdin = 1; break;
+    case 's': server = optarg; break;
+    case 'u': user = optarg; break;
+    case 'T': timeout_s = optarg; break;
+    case 'c': ca = optarg; break;
+    default:
+      peer_option_error("call", argv[optind - 1]);
       goto usage;
-    } else if (method == NULL) {
-      method = a;
-    } else {
-      args[nargs++] = argv[i]; /* "-1" is a JSON number, not an option */
     }
   }
   if (method == NULL || method[0] == '\0') {

@@ -9,6 +9,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <langinfo.h>
 #include <locale.h>
 #include <stdint.h>
@@ -512,7 +513,23 @@ static void client_usage(void) {
 }
 
 int client_main(int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"help", no_argument, NULL, 'h'},
+      {"json", no_argument, NULL, 'j'},
+      {"once", no_argument, NULL, 'o'},
+      {"notify", no_argument, NULL, 'n'},
+      {"retry", no_argument, NULL, 'r'},
+      {"tls", no_argument, NULL, 't'},
+      {"password-stdin", no_argument, NULL, 'p'},
+      {"server", required_argument, NULL, 's'},
+      {"user", required_argument, NULL, 'u'},
+      {"machine", required_argument, NULL, 'm'},
+      {"system-user", required_argument, NULL, 'y'},
+      {"give-up", required_argument, NULL, 'g'},
+      {"ca", required_argument, NULL, 'c'},
+      {NULL, 0, NULL, 0}};
   client_t *c;
+  int ch;
   const char *server = NULL, *user = NULL, *machine = NULL, *sysuser = NULL;
   const char *give_up = NULL, *ca = NULL;
   char err[256];
@@ -525,39 +542,35 @@ int client_main(int argc, char **argv) {
     free(c);
     return 1;
   }
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    int r = 0;
-    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+  opterr = 0;
+  optind = 1;
+  while ((ch = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+    switch (ch) {
+    case 'h':
       client_usage();
       status = 0;
       goto done;
-    }
-    if (strcmp(a, "--json") == 0) c->json = 1;
-    else if (strcmp(a, "--once") == 0) c->once = 1;
-    else if (strcmp(a, "--notify") == 0) c->notify = 1;
-    else if (strcmp(a, "--retry") == 0) c->retry = 1;
-    else if (strcmp(a, "--tls") == 0) tls = 1;
-    else if (strcmp(a, "--password-stdin") == 0) pw_stdin = 1;
-    else if ((r = peer_opt_value("client", argc, argv, &i, "--server",
-                                 &server)) ||
-             (r = peer_opt_value("client", argc, argv, &i, "--user",
-                                 &user)) ||
-             (r = peer_opt_value("client", argc, argv, &i, "--machine",
-                                 &machine)) ||
-             (r = peer_opt_value("client", argc, argv, &i, "--system-user",
-                                 &sysuser)) ||
-             (r = peer_opt_value("client", argc, argv, &i, "--give-up",
-                                 &give_up)) ||
-             (r = peer_opt_value("client", argc, argv, &i, "--ca", &ca))) {
-      if (r < 0) goto usage;
-    } else {
-      if (a[0] == '-')
-        fprintf(stderr, "herald: client: unknown option '%s'\n", a);
-      else
-        fprintf(stderr, "herald: client: unexpected argument '%s'\n", a);
+    case 'j': c->json = 1; break;
+    case 'o': c->once = 1; break;
+    case 'n': c->notify = 1; break;
+    case 'r': c->retry = 1; break;
+    case 't': tls = 1; break;
+    case 'p': pw_stdin = 1; break;
+    case 's': server = optarg; break;
+    case 'u': user = optarg; break;
+    case 'm': machine = optarg; break;
+    case 'y': sysuser = optarg; break;
+    case 'g': give_up = optarg; break;
+    case 'c': ca = optarg; break;
+    default:
+      peer_option_error("client", argv[optind - 1]);
       goto usage;
     }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "herald: client: unexpected argument '%s'\n",
+            argv[optind]);
+    goto usage;
   }
   if (give_up != NULL &&
       peer_parse_seconds("client", "--give-up", give_up, 0, &c->give_up) < 0)

@@ -1127,28 +1127,9 @@ int peer_setup_tls(peer_t *p, const char *cmd, const char *ca) {
 
 /* ---- command line ------------------------------------------------------- */
 
-int peer_opt_value(const char *cmd, int argc, char **argv, int *i,
-                   const char *name, const char **val) {
-  size_t n = strlen(name);
-  const char *a = argv[*i];
-  if (strncmp(a, name, n) != 0) return 0;
-  if (a[n] == '=') {
-    *val = a + n + 1;
-    return 1;
-  }
-  if (a[n] != '\0') return 0;
-  if (*i + 1 >= argc) {
-    fprintf(stderr, "herald: %s: option '%s' needs a value\n", cmd, name);
-    return -1;
-  }
-  *i += 1;
-  *val = argv[*i];
-  return 1;
-}
-
-int peer_usage_error(const char *cmd) {
-  fprintf(stderr, "herald: %s: try 'herald %s --help'\n", cmd, cmd);
-  return 2;
+void peer_option_error(const char *cmd, const char *arg) {
+  fprintf(stderr, "herald: %s: unknown or incomplete option '%s'\n", cmd,
+          arg);
 }
 
 int peer_parse_seconds(const char *cmd, const char *name, const char *s,

@@ -229,16 +229,9 @@ void peer_frame_int(lua_State *L, const char *key, long long v);
 
 /* ---- command line ---- */
 
-/*
- * When argv[*i] is the option `name` ("--server"), stores its value
- * ("--server=V", or "--server V" taking the next argument, *i then moves
- * past it) in *val and returns 1; returns 0 for any other argument, and
- * -1 after printing the error when the value is missing.
- */
-int peer_opt_value(const char *cmd, int argc, char **argv, int *i,
-                   const char *name, const char **val);
-/* Prints the hint to try `herald CMD --help`; returns the status, 2. */
-int peer_usage_error(const char *cmd);
+/* Says that arg (what getopt_long could not take) is an unknown option,
+ * or one without its value, as every command says it. */
+void peer_option_error(const char *cmd, const char *arg);
 /* Parses a number of seconds >= 0 (> 0 when `positive`) for option
  * `name` into *out; prints the error and returns -1 for a bad value. */
 int peer_parse_seconds(const char *cmd, const char *name, const char *s,

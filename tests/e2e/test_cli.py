@@ -453,6 +453,27 @@ class Call(HeraldTest):
         self.assertEqual(r.returncode, 2)
         self.assertIn("argument 1", r.stderr)
 
+    def test_options_anywhere_and_arguments_that_start_with_a_dash(self):
+        # getopt_long's forms (--opt=value), options before or after
+        # METHOD, and JSON arguments like -1 that are not options.
+        for args in (["--user=Opt", "broadcast", '"a"'],
+                     ["broadcast", "--user", "Opt", '"a"'],
+                     ["broadcast", '"a"', "--timeout=30", "--user=Opt"]):
+            with self.subTest(args=args):
+                r = self.srv.cli("call", *args)
+                self.assertEqual(r.returncode, 0, r.stderr)
+        # -1 reaches the method (which refuses a number: exit 1, not 2)
+        r = self.srv.cli("call", "broadcast", "-1")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("text must be a string", r.stderr)
+        # after --, even --user is an argument (not JSON: exit 2)
+        r = self.srv.cli("call", "broadcast", "--", "--user")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("argument 1", r.stderr)
+        r = self.srv.cli("call", "--timeout")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("unknown or incomplete option '--timeout'", r.stderr)
+
     def test_missing_method_exits_2(self):
         r = self.srv.cli("call")
         self.assertEqual(r.returncode, 2)
