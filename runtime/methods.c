@@ -143,11 +143,15 @@ static void on_method_done(process_t *p, int status, lua_State *co, int nres,
  * The functions of the method files, kept with the version of the file
  * they came from (modification time, size, inode): a call compares its
  * stat with these and runs the kept function, and only a changed file is
- * loaded again. Few methods: a linear search is the fastest there is.
+ * loaded again. The first call of a method in a turn of the loop stats
+ * its file, the others of that turn trust it: they all came in together,
+ * so none of their clients can have seen a reply to a call made after
+ * the file changed. Few methods: a linear search is the fastest there is.
  */
 typedef struct method_cache {
   char name[MAX_NAME + 1];
   int64_t mtime_ns, size, ino;
+  uint64_t checked_turn; /* the loop's turn of the last stat; 0: none */
   int fn_ref;
   char *allow; /* the groups that may call it, comma-separated; NULL: all */
 } method_cache_t;
@@ -271,6 +275,7 @@ static int l_keep(lua_State *L) {
   e->mtime_ns = lua_tointeger(L, lua_upvalueindex(2));
   e->size = lua_tointeger(L, lua_upvalueindex(3));
   e->ino = lua_tointeger(L, lua_upvalueindex(4));
+  e->checked_turn = 0; /* loaded from a stat of an earlier turn, maybe */
   lua_pushvalue(L, 1);
   e->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   s = call != NULL ? session_find(server_sessions(call->srv), p->session_id)
@@ -315,14 +320,21 @@ static int push_method(server_t *srv, lua_State *L, const char *name,
   memcpy(path + slen, "/methods/", 9);
   memcpy(path + slen + 9, name, nlen);
   memcpy(path + slen + 9 + nlen, ".lua", 5);
+  e = cache_find(name);
+  if (e != NULL && e->checked_turn == process_loop_turn()) {
+    if (!permitted(srv, s, e, why, whylen))
+      return -3;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, e->fn_ref);
+    return 1;
+  }
   if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
     cache_forget(L, name);
     unknown_method(why, whylen, name);
     return -1;
   }
-  e = cache_find(name);
   if (e != NULL && e->mtime_ns == mtime_ns(&st) &&
       e->size == (int64_t)st.st_size && e->ino == (int64_t)st.st_ino) {
+    e->checked_turn = process_loop_turn();
     if (!permitted(srv, s, e, why, whylen))
       return -3;
     lua_rawgeti(L, LUA_REGISTRYINDEX, e->fn_ref);

@@ -35,6 +35,7 @@ static struct {
   /* The loop is held by Lua since this time (0: it is back to polling),
    * and how long it may be without a chance to serve the network. */
   uv_prepare_t before_poll;
+  uint64_t turns; /* the loop's waits for the network so far */
   int64_t busy_since_ns, max_blocking_ns;
   int runaway; /* Lua outside any process is being stopped */
 } sched = {.max_blocking_ns = 500 * 1000000LL};
@@ -146,7 +147,10 @@ static void on_before_poll(uv_prepare_t *h) {
   (void)h;
   set_busy_since(0);
   sched.runaway = 0;
+  sched.turns++;
 }
+
+uint64_t process_loop_turn(void) { return sched.turns; }
 
 static void hook(lua_State *L, lua_Debug *ar);
 static void install_guards(lua_State *L);

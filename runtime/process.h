@@ -86,6 +86,10 @@ void process_set_limits(double max_blocking);
 /* Since when Lua has held the loop without a return to polling (monotonic
  * ns), or 0. Safe to call from any thread. */
 int64_t process_busy_since(void);
+/* The loop's turn: how many times it has waited for the network. What
+ * was read in one turn came in together, after what the turn before
+ * sent. */
+uint64_t process_loop_turn(void);
 /* From a signal handler: every Lua code running or about to run stops at
  * its next instructions (the shutdown follows on the loop). */
 void process_request_stop(void);
