@@ -155,6 +155,14 @@ uint64_t process_loop_turn(void) { return sched.turns; }
 static void hook(lua_State *L, lua_Debug *ar);
 static void install_guards(lua_State *L);
 
+/* src (NULL: "") into dst of size bytes, cut to fit; printf's "%s"
+ * without printf's cost, on every process started. */
+static void copy_text(char *dst, size_t size, const char *src) {
+  size_t n = src != NULL ? strnlen(src, size - 1) : 0;
+  memcpy(dst, src != NULL ? src : "", n);
+  dst[n] = '\0';
+}
+
 void process_init(uv_loop_t *loop, lua_State *L) {
   sched.loop = loop;
   sched.L = L;
@@ -188,9 +196,10 @@ static void on_timer_closed(uv_handle_t *h) { free(h); }
 static int reset_thread(process_t *p) {
   process_t *outer = sched.running;
   int status;
+  /* Said only if a __close handler runs (see hook): a reset costs no
+   * formatting on every call. */
   if (!p->killed)
-    snprintf(p->kill_reason, sizeof(p->kill_reason), "%s %s: ended",
-             type_label(p), p->name);
+    p->kill_reason[0] = '\0';
   p->killed = 1;
   sched.running = p;
   status = lua_resetthread(p->co);
@@ -389,6 +398,9 @@ static void hook(lua_State *L, lua_Debug *ar) {
       return;
     }
     lua_sethook(L, hook, LUA_MASKCOUNT, 1);
+    if (p != NULL && p->kill_reason[0] == '\0')
+      snprintf(p->kill_reason, sizeof(p->kill_reason), "%s %s: ended",
+               type_label(p), p->name);
     luaL_error(L, "%s", p != NULL ? p->kill_reason
                                   : "stopped: held the server too long");
     return;
@@ -475,9 +487,8 @@ int process_spawn(lua_State *L, int nargs, const process_opts_t *o) {
     return -1;
   }
   p->number = sched.next_number++;
-  snprintf(p->name, sizeof(p->name), "%s", o->name ? o->name : "");
-  snprintf(p->session_id, sizeof(p->session_id), "%s",
-           o->session_id ? o->session_id : "");
+  copy_text(p->name, sizeof(p->name), o->name);
+  copy_text(p->session_id, sizeof(p->session_id), o->session_id);
   p->type = o->type;
   p->created_ms = clock_wall_ms();
   p->started_ns = clock_mono_ns();

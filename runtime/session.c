@@ -269,10 +269,26 @@ session_t *session_restore(session_table_t *t, const session_fields_t *f,
   return s;
 }
 
+/* The hash of an ID to look up: its first 16 hex digits only. The rest
+ * of it is checked by the comparison with a session's own ID, which a
+ * string that is not one never equals. Every call looks up its session
+ * several times: this is on the hot path. */
+static int lookup_key(const char *id, uint64_t *key) {
+  uint64_t k = 0;
+  for (int i = 0; i < SESSION_ID_LEN / 2; i++) {
+    int v = hexval(id[i]);
+    if (v < 0)
+      return -1;
+    k = (k << 4) | (uint64_t)v;
+  }
+  *key = k;
+  return 0;
+}
+
 session_t *session_find(const session_table_t *t, const char *id) {
   uint64_t key;
   size_t i;
-  if (id == NULL || id_key(id, &key) < 0)
+  if (id == NULL || lookup_key(id, &key) < 0)
     return NULL;
   for (i = key & (t->nslots - 1); t->slots[i] != NULL;
        i = (i + 1) & (t->nslots - 1)) {
