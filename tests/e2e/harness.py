@@ -362,6 +362,16 @@ class Server:
         return self.proc.returncode
 
 
+def add_user(path, name, password, *groups):
+    """Adds a user to the users file at path with `herald user add`."""
+    args = [HERALD, "user", "add", name, "--file", path]
+    for g in groups:
+        args += ["--group", g]
+    r = subprocess.run(args, input=password + "\n", capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+
+
 def message_status(srv, msg_id):
     """{queued, delivered, acknowledged, pending: [ids]} or None (nil)."""
     out = srv.lua(f"""

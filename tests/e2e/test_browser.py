@@ -20,7 +20,7 @@ import time
 from browser import NO_CHROMIUM, Browser, chromium_path
 from harness import (ROOT, SCRIPTS, SLOW, HeraldTest, Server,
                      message_status, send, states, wait_until)
-from test_identity import add_user
+from harness import add_user
 
 EXAMPLE = os.path.join(SCRIPTS, "examples", "maintenance_notice.lua")
 NOTICE = ("A maintenance operation is scheduled for 10pm. The server will "

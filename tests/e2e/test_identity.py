@@ -16,20 +16,11 @@ import tempfile
 import threading
 import time
 
-from harness import HERALD, SLOW, HeraldTest, Server, Wire
+from harness import HERALD, SLOW, HeraldTest, Server, Wire, add_user
 
 REFUSAL = {"type": "error", "code": "unauthorized",
            "message": "wrong user name or password"}
 FAST = "auth_delay = 0.2\n"
-
-
-def add_user(path, name, password, *groups):
-    args = [HERALD, "user", "add", name, "--file", path]
-    for g in groups:
-        args += ["--group", g]
-    r = subprocess.run(args, input=password + "\n", capture_output=True,
-                       text=True, timeout=30)
-    assert r.returncode == 0, r.stderr
 
 
 def del_user(path, name):

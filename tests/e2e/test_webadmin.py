@@ -16,12 +16,11 @@ module's own."""
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 
 import wsraw
-from harness import HERALD, SLOW, HeraldTest
+from harness import SLOW, HeraldTest, add_user
 
 ISO = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"
 HEX32 = r"^[0-9A-F]{32}$"
@@ -52,12 +51,7 @@ def setUpModule():
     MODULE["dir"] = d
     users = os.path.join(d, "herald.users")
     for name, (password, groups) in USERS.items():
-        args = [HERALD, "user", "add", name, "--file", users]
-        for g in groups:
-            args += ["--group", g]
-        r = subprocess.run(args, input=password + "\n", capture_output=True,
-                           text=True, timeout=60)
-        assert r.returncode == 0, r.stderr
+        add_user(users, name, password, *groups)
     MODULE["users"] = users
     scripts = os.path.join(d, "scripts")
     os.makedirs(os.path.join(scripts, "methods"))

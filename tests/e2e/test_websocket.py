@@ -31,8 +31,8 @@ import tempfile
 import time
 
 import wsraw
-from harness import (HERALD, SLOW, HeraldTest, Wire, message_status, states,
-                     wait_until)
+from harness import (HERALD, SLOW, HeraldTest, Wire, add_user, message_status,
+                     states, wait_until)
 from wsraw import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT,
                    UpgradeRefused, WsClosed, WsConn)
 
@@ -1609,10 +1609,7 @@ class Admin(WsTest):
         self.addCleanup(shutil.rmtree, users, ignore_errors=True)
         path = os.path.join(users, "herald.users")
         for name, group in (("alice", "admin"), ("bob", "staff")):
-            r = subprocess.run([HERALD, "user", "add", name, "--group", group,
-                                "--file", path], input=f"pw-{name}\n",
-                               capture_output=True, text=True, timeout=60)
-            self.assertEqual(r.returncode, 0, r.stderr)
+            add_user(path, name, f"pw-{name}", group)
         srv = self.start(CONFIG + f'users_file = "{path}"\n'
                                   "auth_delay = 0.2\n")
         srv.wait_log(r"users file .*: 2 users")
