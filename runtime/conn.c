@@ -118,6 +118,8 @@ static int keep_partial(conn_t *c, const char *data, size_t len,
   size_t need = c->partial_len + len;
   if (need > limit)
     return -1;
+  if (len == 0)
+    return 0; /* an empty WebSocket message: data may be NULL */
   if (need > c->partial_cap) {
     size_t cap = c->partial_cap ? c->partial_cap : 256;
     char *p;
