@@ -387,6 +387,22 @@ for _, id in ipairs(st.pending) do print(id) end
             "acknowledged": acked, "pending": out[1:]}
 
 
+def free_port():
+    """A loopback TCP port nobody listens on (just released)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def sync(w):
+    """Returns once the server has handled every frame w sent before (a
+    ping is not a user frame: it changes no session state)."""
+    w.send({"type": "ping"})
+    w.recv_type("pong", timeout=3)
+
+
 def wait_until(predicate, timeout=5, interval=0.05, what="condition"):
     """predicate()'s first true value within timeout (scaled by
     HERALD_SLOW); fails otherwise."""

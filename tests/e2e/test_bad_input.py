@@ -17,7 +17,7 @@ import socket
 import struct
 import time
 
-from harness import HeraldTest, message_status
+from harness import HeraldTest, message_status, wait_until
 from test_sessions import next_is_pong, send, sync
 
 # A short handshake timeout keeps the flood cases fast; the heartbeat
@@ -39,18 +39,6 @@ def fd_count(srv):
 def session_count(srv):
     return int(srv.lua(
         "print(#get_process_activity(SESSIONS_ONLY).sessions)").strip())
-
-
-def wait_until(predicate, timeout, what):
-    """Polls predicate until it is true; fails with what after timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(0.05)
 
 
 def abort(sock):
@@ -391,7 +379,7 @@ class HelloFields(BadInputTest):
         self.srv.wait_log(f"session {sid} opened")
         w.send({"type": "bye"})
         self.assertTrue(w.closed(3))
-        wait_until(lambda: session_count(self.srv) == 1, 3, "session gone")
+        wait_until(lambda: session_count(self.srv) == 1, 3, what="session gone")
         self.assertIn("logged out", self.srv.log.text())
         for line in self.srv.log.lines[start:]:
             if line is not None:
@@ -600,7 +588,7 @@ class HalfOpen(BadInputTest):
         self.assertEqual(codes, {"timeout": 500})
         # Their descriptors are given back, and no session was opened.
         wait_until(lambda: fd_count(srv) == baseline, 5,
-                   f"server fd count back to {baseline}")
+                   what=f"server fd count back to {baseline}")
         self.assertEqual(session_count(srv), 1)
         self.assertAlive()
 
@@ -970,7 +958,7 @@ end''')
             return rows if all(not set(r[3:]) & live for r in rows) \
                 else None
 
-        rows = wait_until(settled, 5, "every survivor's acks counted")
+        rows = wait_until(settled, 5, what="every survivor's acks counted")
         self.assertEqual(len(rows), 300)
         for row in rows:
             queued, delivered, acked = (int(x) for x in row[:3])
@@ -989,10 +977,10 @@ end''')
         end = "postponed" if postponed else "closed"
         wait_until(lambda: all(re.search(f"session {sid} .*{end}",
                                          srv.log.text()) for sid in gone),
-                   5, f"50 sessions {end} in the log")
+                   5, what=f"50 sessions {end} in the log")
         want = 101 if postponed else 51
         wait_until(lambda: session_count(srv) == want, 5,
-                   f"{want} sessions left")
+                   what=f"{want} sessions left")
         self.assertIsNone(srv.proc.poll())
         for w in survivors[:3]:
             crowd.sel.unregister(w.sock)

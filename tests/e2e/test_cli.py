@@ -5,22 +5,12 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 import unittest
 
-from harness import HeraldTest, HERALD
-
-
-def free_port():
-    """A loopback TCP port nobody listens on (just released)."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from harness import HeraldTest, HERALD, free_port
 
 
 def finish(proc, out, timeout=5):

@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 
-from harness import HeraldTest
+from harness import HeraldTest, sync
 
 FAST = "method_timeout = 1\n"
 
@@ -442,7 +442,7 @@ class Sessions(MethodsTest):
         w = srv.wire("Vanessa")
         other = srv.wire("Marc")
         w.send({"type": "call", "id": 5, "method": "slow", "args": []})
-        time.sleep(0.1)
+        sync(w)  # the call has started
         out = srv.lua(r"""
 for _, p in ipairs(get_process_activity(PROCESSES_ONLY).processes) do
   if p.type == 1 then
@@ -622,7 +622,7 @@ class Limits(MethodsTest):
         other = srv.wire("Marc")
         t0 = time.monotonic()
         caller.send({"type": "call", "id": 1, "method": "spin", "args": []})
-        time.sleep(0.2)
+        sync(caller)  # the call spins (it yields its slices)
         other.send({"type": "ping"})
         self.assertEqual(other.recv_type("pong", timeout=1)["type"], "pong")
         pong_at = time.monotonic() - t0

@@ -12,8 +12,8 @@ import socket
 import threading
 import time
 
-from harness import (HeraldTest, detached_client, json_frames,
-                     message_status, send, states, wait_until)
+from harness import (HeraldTest, detached_client, free_port, json_frames,
+                     message_status, send, states, sync, wait_until)
 
 # The client abbreviates a session ID to 8 characters and an ellipsis
 # ("…" in a UTF-8 locale, "..." otherwise).
@@ -26,13 +26,6 @@ def state_of(srv, sid):
     """The state of session sid in the snapshot, None when it is gone."""
     entry = states(srv).get(sid)
     return entry[1] if entry else None
-
-
-def sync(w):
-    """Returns once the server has handled every frame w sent before (a
-    ping is not a user frame: it changes no session state)."""
-    w.send({"type": "ping"})
-    w.recv_type("pong", timeout=3)
 
 
 def idle(w, seconds):
@@ -65,14 +58,6 @@ def recv_messages(w, n, timeout=5):
 
 def resume_frame(sid, token):
     return {"sessionID": sid, "token": token}
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def log_time(line):

@@ -9,7 +9,7 @@ import signal
 import tempfile
 import time
 
-from harness import HeraldTest, SCRIPTS, message_status
+from harness import HeraldTest, SCRIPTS, message_status, send, sync
 
 # Prints the objects of a list as "key<TAB>type<TAB>value" lines, nested
 # tables as dotted keys, each object ended by "--". No JSON involved.
@@ -79,20 +79,6 @@ def parse_iso(text):
 
 def sessions(srv):
     return records(srv, "get_process_activity(SESSIONS_ONLY).sessions")
-
-
-def send(srv, text, sid=None):
-    """send_message_to_remote_user from a script: (count, message id)."""
-    target = f', "{sid}"' if sid is not None else ""
-    out = srv.lua(f'print(send_message_to_remote_user("{text}"{target}))')
-    count, msg_id = out.split()
-    return int(count), int(msg_id)
-
-
-def sync(w):
-    """Returns once the server has handled every frame w sent before."""
-    w.send({"type": "ping"})
-    w.recv_type("pong", timeout=3)
 
 
 def next_is_pong(test, w):
