@@ -67,7 +67,6 @@ int auditcmd_parse_since(const char *text, int64_t now_ms, int64_t *out) {
   static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
   const char *p = text;
   int y, mo, d, h = 0, mi = 0, s = 0, ms = 0, leap;
-  struct tm tm;
   char *end;
 
   /* A duration: a number and a unit. */
@@ -116,14 +115,7 @@ int auditcmd_parse_since(const char *text, int64_t now_ms, int64_t *out) {
   if (*p != '\0' || y < 1970 || mo < 1 || mo > 12 || d < 1 ||
       d > mdays[mo - 1] + (mo == 2 && leap) || h > 23 || mi > 59 || s > 59)
     return -1;
-  memset(&tm, 0, sizeof(tm));
-  tm.tm_year = y - 1900;
-  tm.tm_mon = mo - 1;
-  tm.tm_mday = d;
-  tm.tm_hour = h;
-  tm.tm_min = mi;
-  tm.tm_sec = s;
-  *out = (int64_t)timegm(&tm) * 1000 + ms;
+  *out = clock_utc_seconds(y, mo, d, h, mi, s) * 1000 + ms;
   return 0;
 }
 

@@ -203,18 +203,14 @@ static int call_wait(peer_t *p, const char *method, double timeout) {
 int callcmd_main(int argc, char **argv) {
   static const struct option longopts[] = {
       {"help", no_argument, NULL, 'h'},
-      {"tls", no_argument, NULL, 't'},
-      {"password-stdin", no_argument, NULL, 'p'},
-      {"server", required_argument, NULL, 's'},
-      {"user", required_argument, NULL, 'u'},
       {"timeout", required_argument, NULL, 'T'},
-      {"ca", required_argument, NULL, 'c'},
+      PEER_LONGOPTS,
       {NULL, 0, NULL, 0}};
   peer_t *p;
-  const char *server = NULL, *user = NULL, *timeout_s = NULL;
-  const char *method = NULL, *ca = NULL;
+  const char *timeout_s = NULL, *method = NULL;
+  peer_opts_t opts = {0};
   char **args;
-  int nargs = 0, status = 2, rc, tls = 0, pw_stdin = 0;
+  int nargs = 0, status = 2, rc;
   double timeout = 60;
   char err[256], code[64];
   lua_State *L;
@@ -259,13 +255,10 @@ int callcmd_main(int argc, char **argv) {
       call_usage();
       status = 0;
       goto done;
-    case 't': tls = 1; break;
-    case 'p': pw_stdin = 1; break;
-    case 's': server = optarg; break;
-    case 'u': user = optarg; break;
     case 'T': timeout_s = optarg; break;
-    case 'c': ca = optarg; break;
     default:
+      if (peer_take_option(&opts, ch, optarg))
+        break;
       peer_option_error("call", argv[optind - 1]);
       goto usage;
     }
@@ -277,12 +270,11 @@ int callcmd_main(int argc, char **argv) {
   if (timeout_s != NULL &&
       peer_parse_seconds("call", "--timeout", timeout_s, 1, &timeout) < 0)
     goto usage;
-  if (peer_setup(p, "call", server, user, NULL, NULL) < 0) goto usage;
-  /* a CA file or a password that cannot be used: one line, status 2,
-   * no hint about the options, which were right */
-  if (((tls || ca != NULL) && peer_setup_tls(p, "call", ca) < 0) ||
-      peer_setup_password(p, "call", pw_stdin) < 0)
-    goto done;
+  rc = peer_setup_opts(p, "call", &opts, NULL, NULL);
+  if (rc == -2)
+    goto usage;
+  if (rc < 0)
+    goto done; /* status 2, no hint: the options were right */
   if (peer_json_open(p, err, sizeof(err)) < 0) {
     fprintf(stderr, "herald: call: %s\n", err);
     status = 1;

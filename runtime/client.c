@@ -25,6 +25,7 @@
 #include <lua.h>
 
 #include "alert.h"
+#include "clock.h"
 #include "peer.h"
 
 #define LOST_HEARTBEATS 3            /* silence that means a lost server */
@@ -87,16 +88,9 @@ static void local_hms(const char *iso, char out[16]) {
       for (z++; isdigit((unsigned char)*z); z++) {}
     if ((*z == '+' || *z == '-') && sscanf(z + 1, "%2d:%2d", &oh, &om) == 2)
       sign = *z == '+' ? 1 : -1;
-    if (*z == 'Z' || *z == '\0' || sign != 0) {
-      memset(&tm, 0, sizeof(tm));
-      tm.tm_year = y - 1900;
-      tm.tm_mon = mo - 1;
-      tm.tm_mday = d;
-      tm.tm_hour = h;
-      tm.tm_min = mi;
-      tm.tm_sec = s;
-      t = timegm(&tm) - sign * (oh * 3600 + om * 60);
-    }
+    if (*z == 'Z' || *z == '\0' || sign != 0)
+      t = (time_t)clock_utc_seconds(y, mo, d, h, mi, s) -
+          sign * (oh * 3600 + om * 60);
   }
   localtime_r(&t, &tm);
   strftime(out, 16, "%H:%M:%S", &tm);
@@ -519,21 +513,17 @@ int client_main(int argc, char **argv) {
       {"once", no_argument, NULL, 'o'},
       {"notify", no_argument, NULL, 'n'},
       {"retry", no_argument, NULL, 'r'},
-      {"tls", no_argument, NULL, 't'},
-      {"password-stdin", no_argument, NULL, 'p'},
-      {"server", required_argument, NULL, 's'},
-      {"user", required_argument, NULL, 'u'},
       {"machine", required_argument, NULL, 'm'},
       {"system-user", required_argument, NULL, 'y'},
       {"give-up", required_argument, NULL, 'g'},
-      {"ca", required_argument, NULL, 'c'},
+      PEER_LONGOPTS,
       {NULL, 0, NULL, 0}};
   client_t *c;
   int ch;
-  const char *server = NULL, *user = NULL, *machine = NULL, *sysuser = NULL;
-  const char *give_up = NULL, *ca = NULL;
+  const char *machine = NULL, *sysuser = NULL, *give_up = NULL;
+  peer_opts_t opts = {0};
   char err[256];
-  int status = 2, tls = 0, pw_stdin = 0;
+  int status = 2, r;
 
   c = calloc(1, sizeof(*c));
   if (c != NULL) c->p = peer_new();
@@ -554,15 +544,12 @@ int client_main(int argc, char **argv) {
     case 'o': c->once = 1; break;
     case 'n': c->notify = 1; break;
     case 'r': c->retry = 1; break;
-    case 't': tls = 1; break;
-    case 'p': pw_stdin = 1; break;
-    case 's': server = optarg; break;
-    case 'u': user = optarg; break;
     case 'm': machine = optarg; break;
     case 'y': sysuser = optarg; break;
     case 'g': give_up = optarg; break;
-    case 'c': ca = optarg; break;
     default:
+      if (peer_take_option(&opts, ch, optarg))
+        break;
       peer_option_error("client", argv[optind - 1]);
       goto usage;
     }
@@ -575,13 +562,11 @@ int client_main(int argc, char **argv) {
   if (give_up != NULL &&
       peer_parse_seconds("client", "--give-up", give_up, 0, &c->give_up) < 0)
     goto usage;
-  if (peer_setup(c->p, "client", server, user, machine, sysuser) < 0)
+  r = peer_setup_opts(c->p, "client", &opts, machine, sysuser);
+  if (r == -2)
     goto usage;
-  /* a CA file or a password that cannot be used: one line, status 2,
-   * no hint about the options, which were right */
-  if (((tls || ca != NULL) && peer_setup_tls(c->p, "client", ca) < 0) ||
-      peer_setup_password(c->p, "client", pw_stdin) < 0)
-    goto done;
+  if (r < 0)
+    goto done; /* status 2, no hint: the options were right */
 
   setlocale(LC_CTYPE, "");
   c->utf8 = strcmp(nl_langinfo(CODESET), "UTF-8") == 0;

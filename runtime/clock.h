@@ -21,5 +21,9 @@ int64_t clock_cpu_ns(void);
  * len must be at least 25.
  */
 size_t clock_format_iso8601(int64_t ms, char *out, size_t len);
+/* The seconds since the epoch of a UTC date and time (year, month 1-12,
+ * day, hour, minute, second), fields as read, not checked. */
+int64_t clock_utc_seconds(int year, int month, int day, int hour, int min,
+                          int sec);
 
 #endif

@@ -1132,6 +1132,27 @@ void peer_option_error(const char *cmd, const char *arg) {
           arg);
 }
 
+int peer_take_option(peer_opts_t *o, int ch, const char *arg) {
+  switch (ch) {
+  case 's': o->server = arg; return 1;
+  case 'u': o->user = arg; return 1;
+  case 'c': o->ca = arg; return 1;
+  case 't': o->tls = 1; return 1;
+  case 'p': o->pw_stdin = 1; return 1;
+  default: return 0;
+  }
+}
+
+int peer_setup_opts(peer_t *p, const char *cmd, const peer_opts_t *o,
+                    const char *machine, const char *sysuser) {
+  if (peer_setup(p, cmd, o->server, o->user, machine, sysuser) < 0)
+    return -2;
+  if (((o->tls || o->ca != NULL) && peer_setup_tls(p, cmd, o->ca) < 0) ||
+      peer_setup_password(p, cmd, o->pw_stdin) < 0)
+    return -1;
+  return 0;
+}
+
 int peer_parse_seconds(const char *cmd, const char *name, const char *s,
                        int positive, double *out) {
   char *end;

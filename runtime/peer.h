@@ -232,6 +232,28 @@ void peer_frame_int(lua_State *L, const char *key, long long v);
 /* Says that arg (what getopt_long could not take) is an unknown option,
  * or one without its value, as every command says it. */
 void peer_option_error(const char *cmd, const char *arg);
+
+/* The options herald client and herald call share, as getopt_long reads
+ * them: PEER_LONGOPTS in each command's option table. */
+typedef struct peer_opts {
+  const char *server, *user, *ca;
+  int tls, pw_stdin;
+} peer_opts_t;
+#define PEER_LONGOPTS                                                      \
+  {"server", required_argument, NULL, 's'},                                \
+      {"user", required_argument, NULL, 'u'},                              \
+      {"ca", required_argument, NULL, 'c'},                                \
+      {"tls", no_argument, NULL, 't'},                                     \
+      {"password-stdin", no_argument, NULL, 'p'}
+/* Takes getopt_long's answer ch (and optarg) when it is one of
+ * PEER_LONGOPTS: 1, else 0. */
+int peer_take_option(peer_opts_t *o, int ch, const char *arg);
+/* peer_setup with o's server and user (and machine, sysuser), then TLS
+ * and the password as o says. 0; -2 for a usage error (said, the caller
+ * adds its hint); -1 for a CA file or password that cannot be used (said:
+ * the options were right). */
+int peer_setup_opts(peer_t *p, const char *cmd, const peer_opts_t *o,
+                    const char *machine, const char *sysuser);
 /* Parses a number of seconds >= 0 (> 0 when `positive`) for option
  * `name` into *out; prints the error and returns -1 for a bad value. */
 int peer_parse_seconds(const char *cmd, const char *name, const char *s,
