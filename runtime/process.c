@@ -202,6 +202,9 @@ static int reset_thread(process_t *p) {
     p->kill_reason[0] = '\0';
   p->killed = 1;
   sched.running = p;
+  /* The hook at every instruction: a pending __close handler ends at its
+   * first one, not after the count the thread had left. */
+  lua_sethook(p->co, hook, LUA_MASKCOUNT, 1);
   status = lua_resetthread(p->co);
   sched.running = outer;
   return status;

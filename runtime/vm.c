@@ -174,6 +174,9 @@ vm_t *vm_new(size_t limit, char *err, size_t errlen) {
     return NULL;
   }
   lua_atpanic(vm->L, panic);
+  /* Every thread copies the main one's extra space, which Lua leaves
+   * uninitialised: no mark (see vm_mark_process_thread). */
+  *(void **)lua_getextraspace(vm->L) = NULL;
   luaL_openlibs(vm->L);
   /* Most garbage is short-lived (frames, call arguments, coroutines):
    * the generational collector handles it cheaply. */
@@ -585,7 +588,7 @@ static void build_sandbox_base(lua_State *L) {
 void vm_seal(lua_State *L) {
   static const char *const libs[] = {"string", "table",  "math", "utf8",
                                      "coroutine", "os", "io", "debug",
-                                     "cjson", NULL};
+                                     "package", "cjson", NULL};
   lua_pushglobaltable(L);
   lua_pushcfunction(L, guarded_rawset);
   lua_setfield(L, -2, "rawset");
