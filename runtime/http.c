@@ -239,6 +239,7 @@ static void release(request_t *r) {
 
 static void upgrade(request_t *r, int admin, char *rest, size_t rest_len) {
   char accept[29], reply[256];
+  http_t *h = r->http;
   conn_t *c = r->conn;
   outbuf_t *b;
   int n;
@@ -275,11 +276,11 @@ static void upgrade(request_t *r, int admin, char *rest, size_t rest_len) {
   }
   conn_send_raw(c, b);
   outbuf_unref(b);
-  release(r);
   if (admin)
-    webadmin_adopt(r->http->admin, c);
+    webadmin_adopt(h->admin, c);
   else
-    server_adopt(r->http->srv, c);
+    server_adopt(h->srv, c);
+  release(r); /* r is freed after this returns */
   conn_feed(c, rest, rest_len);
 }
 
