@@ -167,8 +167,9 @@ SOAK_SECONDS ?= 300
 soak: $(BUILD)/herald
 	SOAK_SECONDS=$(SOAK_SECONDS) python3 tests/soak/soak.py
 
-# herald next to Redis under the same load: build/bench/report.md and
-# fanout.png. BENCH_QUICK=1 runs the small version (CI's smoke test).
+# herald next to Redis and to the machine's floor under the same load:
+# build/bench/report.md, fanout.png and the sweep's plots. BENCH_QUICK=1
+# runs the small version (CI's smoke test).
 # loadgen links OpenSSL for --tls (the TLS rows of the report) and wslay
 # for --ws (the WebSocket rows).
 $(BUILD)/bench/loadgen: tests/bench/loadgen.c | $(DEPS_OK)
@@ -177,7 +178,13 @@ $(BUILD)/bench/loadgen: tests/bench/loadgen.c | $(DEPS_OK)
 	  $(shell pkg-config --cflags openssl) $< -o $@ \
 	  $(shell pkg-config --libs openssl) -lwslay
 
-bench: $(BUILD)/herald $(BUILD)/bench/loadgen
+# floor: the machine's floor for fan-out and calls (a minimal epoll server
+# that speaks just enough of herald's protocol for loadgen); libc only.
+$(BUILD)/bench/floor: tests/bench/floor.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $< -o $@
+
+bench: $(BUILD)/herald $(BUILD)/bench/loadgen $(BUILD)/bench/floor
 	@sh tools/deps.sh bench
 	python3 tests/bench/run.py
 

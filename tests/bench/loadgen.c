@@ -25,6 +25,15 @@
  * SSL_read/SSL_write in the same loop. A plaintext connection has no SSL
  * object and takes exactly the code path it takes without the option.
  *
+ * --phases (fanout and calls): mark the measured stretch on stdout, for a
+ * caller that reads the server's CPU time around it (run.py). fanout: once
+ * the warm-up rounds are done, a line ending phase=measuring, and after the
+ * last measured round and its gap (its acks taken) a line ending
+ * phase=measured; after each the tool keeps serving its connections, but
+ * sends nothing new, until a line (or end of file) arrives on its stdin,
+ * at most --timeout. calls: the same two lines when the recorded seconds
+ * begin and end, without waiting (the load runs on).
+ *
  * --ws (herald only): every connection (clients and control alike) first
  * does the HTTP/1.1 upgrade to WebSocket on GET /ws (docs/protocol.md,
  * "WebSocket"; --port is then herald's http_listen port), checks the 101
@@ -57,6 +66,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -127,6 +137,7 @@ struct opts {
   const char *method;
   const char *tls_ca;           /* --tls CAFILE, or NULL: plaintext */
   int ws;                       /* --ws: WebSocket on GET /ws */
+  int phases;                   /* --phases: phase lines, go on stdin */
 };
 
 struct bench {
@@ -1611,6 +1622,48 @@ static void print_greet(struct bench *b, uint64_t connect_ns)
     printf(" tls_version=%s tls_cipher=%s", b->tls_version, b->tls_cipher);
 }
 
+/* --phases: print a line ending phase=name; with wait, keep serving the
+ * connections until a line or end of file arrives on stdin (the caller has
+ * read what it wanted), at most --timeout. Returns -1 on failure. */
+static int phase(struct bench *b, const char *name, int wait)
+{
+  uint64_t deadline;
+  if (!b->o.phases)
+    return 0;
+  print_head(b);
+  printf(" phase=%s\n", name);
+  fflush(stdout);
+  if (!wait)
+    return 0;
+  deadline = now_ns() + b->timeout_ns;
+  for (;;) {
+    struct pollfd pf;
+    int r;
+    pf.fd = 0;
+    pf.events = POLLIN;
+    pf.revents = 0;
+    r = poll(&pf, 1, 0);
+    if (r > 0) {
+      char buf[256];
+      ssize_t n = read(0, buf, sizeof buf);
+      if (n <= 0 || memchr(buf, '\n', (size_t)n) != NULL)
+        return 0;
+      continue;
+    }
+    if (r < 0 && errno != EINTR) {
+      fail(b, "poll on stdin failed: %s", strerror(errno));
+      return -1;
+    }
+    if (now_ns() >= deadline) {
+      fail(b, "no line on stdin within %g s after phase=%s", b->o.timeout,
+           name);
+      return -1;
+    }
+    if (run_until(b, NULL, now_ns() + NS_PER_MS) < 0)
+      return -1;
+  }
+}
+
 /* Connect the control connection (if any), then time connecting and
  * greeting clients 0..count-1 into *connect_ns. */
 static int connect_all(struct bench *b, long count, uint64_t *connect_ns)
@@ -1691,6 +1744,8 @@ static int mode_fanout(struct bench *b)
     return -1;
   for (r = 1; r <= b->o.warmup + b->o.rounds; r++) {
     int rc;
+    if (r == b->o.warmup + 1 && phase(b, "measuring", 1) < 0)
+      return -1;
     b->round = r;
     b->got = 0;
     b->round_open = 1;
@@ -1715,6 +1770,8 @@ static int mode_fanout(struct bench *b)
     if (run_until(b, NULL, now_ns() + (uint64_t)b->o.gap_ms * NS_PER_MS) < 0)
       return -1;
   }
+  if (phase(b, "measured", 1) < 0)
+    return -1;
   print_head(b);
   printf(" clients=%ld rounds=%ld warmup=%ld text_size=%ld", b->o.clients,
          b->o.rounds, b->o.warmup, b->o.text_size);
@@ -1770,6 +1827,7 @@ static int mode_calls(struct bench *b)
       b->recording = 1;
       b->t_rec = now;
       stop = now + (uint64_t)(b->o.seconds * 1e9);
+      phase(b, "measuring", 0);
     } else if (b->recording && now >= stop) {
       break;
     }
@@ -1783,6 +1841,7 @@ static int mode_calls(struct bench *b)
   }
   t_end = now_ns();
   b->calls_running = b->recording = 0;
+  phase(b, "measured", 0);
   print_head(b);
   printf(" conns=%ld seconds=%.2f method=%s", b->o.conns,
          (double)(t_end - b->t_rec) / 1e9,
@@ -1973,6 +2032,9 @@ static void usage(FILE *f)
 "                         verified against CAFILE and --host\n"
 "  --ws                   herald: WebSocket (GET /ws on --port, herald's\n"
 "                         http_listen), one text message per frame\n"
+"  --phases               fanout/calls: print phase=measuring and\n"
+"                         phase=measured around the measured part; fanout\n"
+"                         then waits for a line on stdin each time\n"
 "  --help                 this text\n"
 "fanout: per round a control connection triggers one message (herald: call\n"
 "of method broadcast(text); redis: PUBLISH " CHANNEL ") and the round ends\n"
@@ -2035,6 +2097,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
     {"gap-ms", required_argument, NULL, 'g'},
     {"tls", required_argument, NULL, 'S'},
     {"ws", no_argument, NULL, 'W'},
+    {"phases", no_argument, NULL, 'P'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0}
   };
@@ -2089,6 +2152,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
     case 'g': rc = num_arg("gap-ms", optarg, 0, 60000, &o->gap_ms); break;
     case 'S': o->tls_ca = optarg; break;
     case 'W': o->ws = 1; break;
+    case 'P': o->phases = 1; break;
     case 'h':
       usage(stdout);
       return 1;

@@ -1,16 +1,48 @@
 #!/usr/bin/env python3
-"""herald's benchmarks side by side with Redis (`make bench`).
+"""herald's benchmarks side by side with Redis and with the machine's floor
+(`make bench`).
 
-Starts its own Redis (loopback, a free port, no persistence) and its own
-herald, puts the same load on both with tests/bench/loadgen, stops both by
-PID, and writes into build/bench/:
+Starts its own Redis (loopback, a free port, no persistence), its own
+herald and the floor (tests/bench/floor.c, below), puts the same load on
+them with tests/bench/loadgen, stops them by PID, and writes into
+build/bench/:
 
-    report.md      machine, method, and the table: each figure for herald,
-                   for Redis, their ratio, the target, met or missed
-    fanout.png     fan-out latency against N for both (gnuplot)
+    report.md      machine, method, and the tables: each figure for herald,
+                   for Redis, their ratio, the target, met or missed; the
+                   same figures for the floor (herald/Redis next to
+                   herald/floor); the servers' CPU time per delivery and per
+                   call; the scaling sweep
+    fanout.png     fan-out latency against N for the three (gnuplot)
+    sweep-fanout.png, sweep-calls.png, sweep-memory.png
+                   the sweep: fan-out latency and CPU per delivery against
+                   N, calls per second and CPU per call against the number
+                   of connections, memory per idle session against N
     results.json   every figure and every loadgen line behind it
-    herald.log, herald-tls.log, herald-state.log, redis.log
-                   the servers' own logs
+    herald.log, herald-tls.log, herald-state.log, redis.log, floor.log,
+    sweep.log      the servers' own logs (sweep.log: the memory sweep's
+                   freshly started servers)
+
+The floor: a minimal epoll server (libc only) that speaks just enough of
+herald's protocol for loadgen's herald modes to run against it unchanged:
+a fixed welcome for each hello, a fixed result (the call's id copied) for
+each call, and for a call of broadcast one prebuilt message frame written
+to every greeted socket; acks are read and discarded. It is what this
+machine costs for the same load: herald/floor says how far herald is from
+it (fan-out target FLOOR_TARGET; calls are information). It runs in the
+fan-out, calls and memory loops with herald and Redis, the order
+alternating.
+
+CPU per delivery and per call: loadgen --phases marks the measured part
+of each fan-out and calls run, and the server's utime + stime (from
+/proc/PID/stat, all threads) is read at both marks (Loadgen.run_cpu); the
+difference is divided by N x rounds (fan-out) or by the calls completed.
+
+The scaling sweep: fan-out at sweep_fanout_n, calls with
+sweep_calls_conns connections, memory per idle session at sweep_mem_n (each
+on freshly started servers), for herald, Redis and the floor. Points the
+main figures measure are taken from them; the others are measured by the
+sweep. An N beyond the open-file limit (19,000 needs 19,300 descriptors)
+is lowered to the largest that fits, and the report says so.
 
 Which herald runs with which configuration: every herald gets its own
 folder, port, admin socket and log, and the same `max_sessions`. The
@@ -60,7 +92,13 @@ twins (the plain herald and the herald with the state database; no Redis,
 no TLS, no WebSocket): fan-out at the largest N, calls with many
 connections, connect and greet.
 
-Usage: python3 tests/bench/run.py [--quick] [--only state] [--out DIR]
+Placement: with two usable CPUs or more, loadgen runs on the first and
+every server on the others (sched_setaffinity), so that all servers meet
+the same placement (see placement()); BENCH_PIN=0 or --no-pin leaves them
+to the scheduler.
+
+Usage: python3 tests/bench/run.py [--quick] [--only state] [--no-pin]
+                                  [--out DIR]
 """
 import argparse
 import datetime
@@ -90,6 +128,10 @@ STATE_TARGET = 1.15
 # The two WebSocket rows: fan-out to sessions over WebSocket against the
 # same herald's fan-out to TCP sessions, same run (reported, not asserted).
 WS_TARGET = 1.15
+# The floor rows: herald's fan-out latency against that of the floor
+# (tests/bench/floor.c, the least a server can do for the same load on this
+# machine), same run. Calls against the floor are information (no target).
+FLOOR_TARGET = 1.15
 
 FULL = {
     "fanout_n": [1000, 5000, 10000],
@@ -109,6 +151,17 @@ FULL = {
     "list_runs": 3,
     "list_rounds": 5,
     "list_warmup": 2,
+    # the scaling sweep: its points that the figures above already measure
+    # (fan-out at fanout_n, memory at mem_n, calls with 1 and calls_conns
+    # connections) are taken from them; the others are measured in the
+    # sweep's own runs, herald, Redis and the floor alternating
+    "sweep_fanout_n": [1000, 2000, 5000, 10000, 19000],
+    "sweep_runs": 2,            # loadgen runs per extra point and server
+    "sweep_rounds": 30,
+    "sweep_warmup": 3,
+    "sweep_calls_conns": [1, 10, 50, 200],
+    "sweep_calls_seconds": 3,
+    "sweep_mem_n": [1000, 2000, 5000, 10000, 19000],
 }
 
 QUICK = {
@@ -129,12 +182,20 @@ QUICK = {
     "list_runs": 1,
     "list_rounds": 5,
     "list_warmup": 1,
+    "sweep_fanout_n": [500, 1000, 2000],
+    "sweep_runs": 1,
+    "sweep_rounds": 10,
+    "sweep_warmup": 2,
+    "sweep_calls_conns": [1, 10, 50],
+    "sweep_calls_seconds": 2,
+    "sweep_mem_n": [1000, 2000],
 }
 
 LOADGEN_TIMEOUT = 30            # loadgen's own bound on a round or greeting
 STOP_TIMEOUT = 10               # SIGTERM, then SIGKILL after this long
 START_TIMEOUT = 15
 FD_MARGIN = 300                 # descriptors a server needs beyond sessions
+CLK_TCK = os.sysconf("SC_CLK_TCK")  # unit of utime and stime in /proc
 
 
 class BenchError(Exception):
@@ -178,17 +239,71 @@ def raise_nofile(want=65536):
         return hard
 
 
-def nofile_preexec(limit):
+def nofile_preexec(limit, cpus=None):
+    """preexec_fn of a server: the open-file limit, and the CPUs it may
+    run on when the benchmark pins (cpus; None: any)."""
     def apply():
         _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (limit, max(hard, limit)))
+        if cpus:
+            os.sched_setaffinity(0, cpus)
     return apply
+
+
+def placement(disabled):
+    """(loadgen's CPUs, the servers' CPUs) when the benchmark pins, else
+    None: with two usable CPUs or more, loadgen gets the first and every
+    server the others, so that each server meets the same placement. Left
+    to the scheduler, a request and its reply between two processes go
+    either on one CPU or across two from one run to the next, and on a
+    virtual machine the crossing costs tens of microseconds (on the 2-CPU
+    virtual machine this was written on, the floor's round trip with one
+    connection was 16 or 55 µs, Redis's 19 or 58 µs, run by run), which
+    made the round trips and calls per second bimodal."""
+    usable = sorted(os.sched_getaffinity(0))
+    if disabled or len(usable) < 2:
+        return None
+    return {usable[0]}, set(usable[1:])
+
+
+# The servers' CPUs when the benchmark pins (set by Bench before it makes
+# any server), else None.
+SERVER_CPUS = [None]
+
+
+def cpus_text(cpus):
+    return "CPU%s %s" % ("s" if len(cpus) > 1 else "",
+                         ", ".join(str(c) for c in sorted(cpus)))
 
 
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# ---- CPU time of a server ---------------------------------------------------
+
+def proc_cpu(pid):
+    """The CPU time process pid has used so far, all its threads: (utime +
+    stime in clock ticks from /proc/PID/stat, the same in nanoseconds as
+    the sum of its live threads' /proc/PID/task/*/schedstat or None). The
+    figures come from the first; the second, finer (ticks are 1/CLK_TCK s),
+    is kept in results.json as a check."""
+    with open("/proc/%d/stat" % pid) as f:
+        text = f.read()
+    # the fields after the command name, which may hold spaces: state is
+    # field 3, utime and stime fields 14 and 15
+    fields = text[text.rindex(")") + 2:].split()
+    ticks = int(fields[11]) + int(fields[12])
+    sched = 0
+    try:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                sched += int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        sched = None
+    return ticks, sched
 
 
 # ---- servers ---------------------------------------------------------------
@@ -212,6 +327,7 @@ class Server:
         self.proc = None
         self.port = None
         self.log_start = 0      # offset of this start's output in the log
+        self.cpus = SERVER_CPUS[0]  # the CPUs it runs on when pinned
 
     def argv(self):
         raise NotImplementedError
@@ -231,7 +347,7 @@ class Server:
             self.proc = subprocess.Popen(
                 self.argv(), cwd=self.workdir, stdin=subprocess.DEVNULL,
                 stdout=logf, stderr=subprocess.STDOUT,
-                preexec_fn=nofile_preexec(self.nofile),
+                preexec_fn=nofile_preexec(self.nofile, self.cpus),
                 start_new_session=True)
         except OSError as e:
             raise SetupError("cannot start %s: %s" % (self.label, e))
@@ -425,6 +541,25 @@ class Redis(Server):
                     raise
 
 
+class Floor(Server):
+    """tests/bench/floor.c: a minimal epoll server that answers hello with
+    a fixed welcome, each call with a fixed result (its id copied), and a
+    call of broadcast by writing one message frame to every greeted
+    socket. loadgen drives it as a herald (--target herald)."""
+
+    def __init__(self, binary, log_path, workdir, nofile):
+        super().__init__("herald", "floor", log_path, workdir, nofile,
+                         "floor")
+        self.binary = binary
+
+    def argv(self):
+        return [self.binary, "--port", "0"]
+
+    def ready(self, text):
+        m = re.search(r"floor: listening on 127\.0\.0\.1:(\d+)", text)
+        return int(m.group(1)) if m else None
+
+
 # ---- loadgen ---------------------------------------------------------------
 
 PAIR = re.compile(r'(\w+)=("[^"]*"|\S+)')
@@ -449,6 +584,13 @@ class Loadgen:
     def __init__(self, binary):
         self.binary = binary
         self.runs = []
+        self.cpus = None        # loadgen's CPUs when the benchmark pins
+
+    def preexec(self):
+        cpus = self.cpus
+        if not cpus:
+            return None
+        return lambda: os.sched_setaffinity(0, cpus)
 
     def argv(self, server, mode, opts):
         args = [self.binary, "--target", server.kind, "--port",
@@ -480,7 +622,7 @@ class Loadgen:
         argv = self.argv(server, mode, opts)
         try:
             p = subprocess.run(argv, capture_output=True, text=True,
-                               timeout=bound)
+                               timeout=bound, preexec_fn=self.preexec())
         except subprocess.TimeoutExpired as e:
             out = e.stdout.decode() if isinstance(e.stdout, bytes) else ""
             raise self.failure(server, argv, "killed after %d s" % bound,
@@ -495,6 +637,101 @@ class Loadgen:
                                p.stderr)
         return lines
 
+    def run_cpu(self, server, mode, bound, **opts):
+        """Run one loadgen with --phases (fanout or calls mode) and read the
+        server's CPU time (proc_cpu) at its phase=measuring and
+        phase=measured lines: in fanout mode loadgen waits for our go on
+        its stdin after each, so that the stretch between holds exactly
+        the measured rounds (and their acks); in calls mode it does not
+        wait (the load runs on) and the stretch is the recorded seconds.
+        Returns (parsed lines, {"ticks", "ns", "sched_ns", "wall_s"}) for
+        that stretch."""
+        argv = self.argv(server, mode, opts) + ["--phases"]
+        pid = server.proc.pid
+        wait = mode == "fanout"
+        marks = {}
+        errf = tempfile.TemporaryFile()
+        p = subprocess.Popen(argv, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=errf,
+                             preexec_fn=self.preexec())
+        out = b""
+        scanned = 0
+        deadline = time.monotonic() + bound
+        try:
+            sel = selectors.DefaultSelector()
+            sel.register(p.stdout, selectors.EVENT_READ)
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise subprocess.TimeoutExpired(argv, bound)
+                if not sel.select(timeout=min(left, 1.0)):
+                    continue
+                chunk = os.read(p.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                out += chunk
+                while True:
+                    nl = out.find(b"\n", scanned)
+                    if nl < 0:
+                        break
+                    line = out[scanned:nl]
+                    scanned = nl + 1
+                    m = re.search(rb" phase=(\w+)", line)
+                    if m is None:
+                        continue
+                    try:
+                        marks[m.group(1).decode()] = (proc_cpu(pid),
+                                                      time.monotonic())
+                    except (OSError, ValueError, IndexError):
+                        pass        # the server is gone: the run fails
+                    if wait:
+                        try:
+                            p.stdin.write(b"\n")
+                            p.stdin.flush()
+                        except OSError:
+                            pass
+            sel.close()
+            p.wait(max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            errf.seek(0)
+            raise self.failure(server, argv, "killed after %d s" % bound,
+                               out.decode(errors="replace"),
+                               errf.read().decode(errors="replace"))
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            try:
+                p.stdin.close()
+            except OSError:
+                pass
+        errf.seek(0)
+        err = errf.read().decode(errors="replace")
+        errf.close()
+        text = out.decode(errors="replace")
+        lines = [parse_line(l) for l in text.splitlines() if l.strip()]
+        cpu = None
+        if "measuring" in marks and "measured" in marks:
+            (t0, s0), w0 = marks["measuring"]
+            (t1, s1), w1 = marks["measured"]
+            cpu = {"ticks": t1 - t0, "ns": (t1 - t0) * 1e9 / CLK_TCK,
+                   "sched_ns": None if s0 is None or s1 is None
+                   else s1 - s0, "wall_s": round(w1 - w0, 4)}
+        self.runs.append({"server": server.name, "argv": argv[1:],
+                          "status": p.returncode, "lines": lines,
+                          "stderr": err.strip(), "cpu": cpu})
+        if p.returncode != 0 or not lines or \
+                lines[-1].get("status") != "ok":
+            raise self.failure(server, argv, p.returncode, text, err)
+        if cpu is None:
+            raise self.failure(server, argv, p.returncode, text,
+                               err + "\n(no CPU time read around the "
+                               "measured part: phase lines %s)" %
+                               (sorted(marks) or "missing"))
+        return lines, cpu
+
     def hold(self, server, clients, idle):
         """Connect `clients` idle sessions, wait `idle` seconds once all are
         greeted, and return (rss_before_kb, rss_after_kb, held line)."""
@@ -503,7 +740,8 @@ class Loadgen:
                                           "seconds": idle + margin})
         before = server.rss_kb()
         p = subprocess.Popen(argv, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)
+                             stderr=subprocess.PIPE,
+                             preexec_fn=self.preexec())
         head = b""              # stdout read before the held line is in
         try:
             sel = selectors.DefaultSelector()
@@ -576,6 +814,16 @@ class Bench:
         self.state_fs = None
         self.state_db_size = None
         self.herald_configs = []
+        self.cpu_acc = {}       # figure key -> server -> [ticks, units, ns]
+        self.sweep_fanout_n = list(cfg["sweep_fanout_n"])
+        self.sweep_mem_n = list(cfg["sweep_mem_n"])
+        self.sweep_note = None  # why the sweep's largest N was lowered
+        self.sweep_plot_notes = []
+        # loadgen on one CPU, the servers on the others (placement())
+        self.pin = placement(getattr(args, "no_pin", False))
+        if self.pin:
+            self.loadgen.cpus = self.pin[0]
+            SERVER_CPUS[0] = self.pin[1]
         # --only state: the plain herald and the herald with the state
         # database, in the state rows' loops only
         self.only_state = getattr(args, "only", None) == "state"
@@ -587,6 +835,27 @@ class Bench:
                                            self.cfg["connect_n"],
                                            self.cfg["list_n"]])
         self.nofile = raise_nofile()
+        # The sweep goes as far as the open-file limit allows: a larger N
+        # is replaced by the largest multiple of 1,000 that fits, and the
+        # report says so.
+        fit = (self.nofile - FD_MARGIN) // 1000 * 1000
+        over = sorted(set(n for n in self.sweep_fanout_n + self.sweep_mem_n
+                          if n + FD_MARGIN > self.nofile))
+        if over and not self.only_state:
+            self.sweep_note = (
+                "N=%s would need %s descriptors in each of the server and "
+                "loadgen (N sessions and %d more), but the open-file limit "
+                "is %s and its hard limit could not be raised (that takes "
+                "root with CAP_SYS_RESOURCE); the sweep's largest N is %s "
+                "instead" % (
+                    "/".join(fmt_int(n) for n in over),
+                    fmt_int(max(over) + FD_MARGIN), FD_MARGIN,
+                    fmt_int(self.nofile), fmt_int(fit)))
+            self.notes.append(self.sweep_note)
+            self.sweep_fanout_n = sorted(set(
+                min(n, fit) for n in self.sweep_fanout_n))
+            self.sweep_mem_n = sorted(set(
+                min(n, fit) for n in self.sweep_mem_n))
         if self.nofile < need + FD_MARGIN:
             raise SetupError(
                 "the open-file limit is %d; %d connections need %d. Raise "
@@ -601,7 +870,7 @@ class Bench:
         os.makedirs(hdir)
         os.makedirs(rdir)
         for name in ("herald.log", "herald-tls.log", "herald-state.log",
-                     "redis.log"):
+                     "redis.log", "floor.log", "sweep.log"):
             open(os.path.join(self.out, name), "w").close()
         # state = false, said explicitly: the figures compared with Redis
         # (and with earlier reports) are those of herald without its state
@@ -615,6 +884,25 @@ class Bench:
             self.servers["redis"] = Redis(
                 os.path.join(self.out, "redis.log"), rdir, self.nofile,
                 self.maxclients)
+            fdir = os.path.join(self.workdir, "floor")
+            os.makedirs(fdir)
+            self.servers["floor"] = Floor(
+                self.args.floor, os.path.join(self.out, "floor.log"), fdir,
+                self.nofile)
+
+    def fresh(self, kind, n):
+        """A new server of kind (herald, redis or floor) in a folder of its
+        own, logging into sweep.log: the memory sweep's fresh servers. The
+        herald has the plain herald's configuration."""
+        d = os.path.join(self.workdir, "sweep-%s-%d" % (kind, n))
+        os.makedirs(d)
+        logp = os.path.join(self.out, "sweep.log")
+        if kind == "herald":
+            return Herald(self.args.herald, logp, d, self.nofile,
+                          self.max_sessions, http=True)
+        if kind == "redis":
+            return Redis(logp, d, self.nofile, self.maxclients)
+        return Floor(self.args.floor, logp, d, self.nofile)
 
     def start_tls(self):
         """The herald with TLS, in a folder of its own (its certificate,
@@ -684,15 +972,18 @@ class Bench:
                 self.notes.append(note)
                 log(note)
 
-    def order(self, rep, tls=False, state=False, ws=False):
+    def order(self, rep, tls=False, state=False, ws=False, floor=False):
         """Alternate which server goes first, so drift weighs on both. With
         tls, state and ws (each when that herald, or the plain herald's
         WebSocket side, is up), up to five: herald with TLS, herald with
         the state database, herald over WebSocket, herald, Redis, then the
         reverse, so that herald and Redis keep their alternation and the
         TLS and state heralds and the WebSocket side alternate with the
-        plain herald too."""
+        plain herald too. With floor, the floor comes last (after Redis),
+        then first."""
         names = ["herald", "redis"]
+        if floor:
+            names.append("floor")
         if ws:
             names.insert(0, "herald_ws")
         if state:
@@ -743,6 +1034,24 @@ class Bench:
     def put(self, key, kind, value):
         self.values.setdefault(key, {})[kind] = value
 
+    def cpu_add(self, key, kind, cpu, units):
+        """Pool one run's server CPU time (Loadgen.run_cpu) into figure
+        key's: cpu_<key> is CPU nanoseconds per unit (a delivery, a call)
+        over every run so far, from /proc/PID/stat's utime + stime;
+        cpu_ticks_<key> the clock ticks behind it; cpu_sched_<key> the
+        same per unit from the threads' schedstat (a finer check)."""
+        a = self.cpu_acc.setdefault(key, {}).setdefault(kind, [0, 0, 0])
+        a[0] += cpu["ticks"]
+        a[1] += units
+        if cpu["sched_ns"] is None or a[2] is None:
+            a[2] = None
+        else:
+            a[2] += cpu["sched_ns"]
+        self.put("cpu_" + key, kind, a[0] * 1e9 / CLK_TCK / a[1])
+        self.put("cpu_ticks_" + key, kind, a[0])
+        if a[2] is not None:
+            self.put("cpu_sched_" + key, kind, a[2] / a[1])
+
     def tls_negotiated(self):
         """'TLSv1.3, TLS_AES_256_GCM_SHA384' as loadgen reported it, or
         None."""
@@ -757,7 +1066,7 @@ class Bench:
 
     def memory(self):
         c = self.cfg
-        for s in self.order(0):
+        for s in self.order(0, floor=True):
             before, after, _ = self.loadgen.hold(s, c["mem_n"], c["mem_idle"])
             self.put("mem_rss_before_kb", s.name, before)
             self.put("mem_rss_after_kb", s.name, after)
@@ -795,17 +1104,19 @@ class Bench:
                 # plain herald over WebSocket at the largest N only (their
                 # rows)
                 for s in self.order(rep, tls=n == largest,
-                                    state=n == largest, ws=n == largest):
+                                    state=n == largest, ws=n == largest,
+                                    floor=not self.only_state):
                     first.setdefault(s.name, [])
                     last.setdefault(s.name, [])
                     # Rounds are spaced so that the server has taken the
                     # previous round's acks (herald's clients ack every
                     # message) before the next trigger: each round times a
                     # broadcast to an idle server, for both servers alike.
-                    lines = self.loadgen.run(
+                    lines, cpu = self.loadgen.run_cpu(
                         s, "fanout", 600, clients=n, rounds=rounds,
                         warmup=c["fanout_warmup"], text_size=100,
                         gap_ms=max(10, n // 40))
+                    self.cpu_add("fanout_%d" % n, s.name, cpu, n * rounds)
                     for l in lines:
                         if "round" in l:
                             first[s.name].append(l["first_us"] / 1000)
@@ -823,35 +1134,46 @@ class Bench:
             labels["herald_ws"] = WebSocketSide.label
             log("  N=%d: %s" % (n, ", ".join(
                 "%s %.2f ms" % (labels[k], v[k])
-                for k in ("herald", "redis", "herald_tls", "herald_state",
-                          "herald_ws")
+                for k in ("herald", "redis", "floor", "herald_tls",
+                          "herald_state", "herald_ws")
                 if k in v)))
 
     def calls(self):
         c = self.cfg
         rate = {}
         rtt = {}
+        rate1 = {}
+        many = c["calls_conns"]
         for rep in range(c["calls_runs"]):
             # herald with TLS and herald with the state database in the
             # many-connection runs (their rows)
-            for s in self.order(rep, tls=True, state=True):
-                line = self.loadgen.run(
+            for s in self.order(rep, tls=True, state=True,
+                                floor=not self.only_state):
+                lines, cpu = self.loadgen.run_cpu(
                     s, "calls", c["calls_seconds"] + 60,
-                    conns=c["calls_conns"], seconds=c["calls_seconds"],
-                    warmup=1)[-1]
+                    conns=many, seconds=c["calls_seconds"], warmup=1)
+                line = lines[-1]
                 rate.setdefault(s.name, []).append(line["calls_per_s"])
+                self.cpu_add("calls_c%d" % many, s.name, cpu, line["calls"])
+                self.put("rtt_c%d" % many, s.name, line["rtt_median_us"])
                 time.sleep(0.3)
         for rep in range(0 if self.only_state else c["calls_runs"]):
-            for s in self.order(rep):
-                line = self.loadgen.run(
+            for s in self.order(rep, floor=True):
+                lines, cpu = self.loadgen.run_cpu(
                     s, "calls", c["calls_seconds"] + 60, conns=1,
-                    seconds=c["calls_seconds"], warmup=1)[-1]
+                    seconds=c["calls_seconds"], warmup=1)
+                line = lines[-1]
                 rtt.setdefault(s.name, []).append(line["rtt_median_us"])
+                rate1.setdefault(s.name, []).append(line["calls_per_s"])
+                self.cpu_add("calls_c1", s.name, cpu, line["calls"])
                 time.sleep(0.3)
         for kind in rate:
             self.put("calls", kind, statistics.median(rate[kind]))
+            self.put("calls_c%d" % many, kind, statistics.median(rate[kind]))
         for kind in rtt:
             self.put("rtt", kind, statistics.median(rtt[kind]))
+            self.put("rtt_c1", kind, statistics.median(rtt[kind]))
+            self.put("calls_c1", kind, statistics.median(rate1[kind]))
 
     def listing(self):
         c = self.cfg
@@ -868,6 +1190,93 @@ class Bench:
         for kind in lat:
             self.put("list", kind, statistics.median(lat[kind]))
             self.put("list_reply_bytes", kind, size[kind])
+
+    # -- the scaling sweep: herald, Redis and the floor side by side
+
+    def sweep_fanout(self):
+        """Fan-out at the sweep's N that the fan-out group did not measure,
+        with the same spacing of rounds, the order alternating across runs
+        and points."""
+        c = self.cfg
+        extra = [n for n in self.sweep_fanout_n if n not in c["fanout_n"]]
+        turn = 0
+        for n in extra:
+            last = {}
+            for rep in range(c["sweep_runs"]):
+                for s in self.order(turn, floor=True):
+                    lines, cpu = self.loadgen.run_cpu(
+                        s, "fanout", 600, clients=n,
+                        rounds=c["sweep_rounds"], warmup=c["sweep_warmup"],
+                        text_size=100, gap_ms=max(10, n // 40))
+                    self.cpu_add("fanout_%d" % n, s.name, cpu,
+                                 n * c["sweep_rounds"])
+                    last.setdefault(s.name, []).extend(
+                        l["last_us"] / 1000 for l in lines if "round" in l)
+                    time.sleep(0.3)
+                turn += 1
+            for kind, v in last.items():
+                self.put("fanout_%d" % n, kind, statistics.median(v))
+            log("  N=%d: %s" % (n, ", ".join(
+                "%s %.2f ms" % (k, statistics.median(last[k]))
+                for k in ("herald", "redis", "floor") if k in last)))
+
+    def sweep_calls(self):
+        """Calls with the sweep's numbers of connections that the calls
+        group did not measure (it measures 1 and calls_conns)."""
+        c = self.cfg
+        extra = [k for k in c["sweep_calls_conns"]
+                 if k not in (1, c["calls_conns"])]
+        turn = 0
+        for k in extra:
+            rate = {}
+            rtt = {}
+            for rep in range(c["sweep_runs"]):
+                for s in self.order(turn, floor=True):
+                    lines, cpu = self.loadgen.run_cpu(
+                        s, "calls", c["sweep_calls_seconds"] + 60, conns=k,
+                        seconds=c["sweep_calls_seconds"], warmup=1)
+                    line = lines[-1]
+                    rate.setdefault(s.name, []).append(line["calls_per_s"])
+                    rtt.setdefault(s.name, []).append(line["rtt_median_us"])
+                    self.cpu_add("calls_c%d" % k, s.name, cpu, line["calls"])
+                    time.sleep(0.3)
+                turn += 1
+            for kind in rate:
+                self.put("calls_c%d" % k, kind, statistics.median(rate[kind]))
+                self.put("rtt_c%d" % k, kind, statistics.median(rtt[kind]))
+            log("  %d connections: %s" % (k, ", ".join(
+                "%s %s/s" % (n, fmt_int(int(self.values["calls_c%d" % k][n])))
+                for n in ("herald", "redis", "floor") if n in rate)))
+
+    def sweep_memory(self):
+        """Memory per idle session at each of the sweep's N, each server
+        freshly started for it (RSS growth means little on a heap that an
+        earlier load has grown), then stopped; at mem_n, the memory group's
+        figure (also on fresh servers)."""
+        c = self.cfg
+        for turn, n in enumerate(self.sweep_mem_n):
+            for kind in [s.name for s in self.order(turn, floor=True)]:
+                main = self.values.get("mem_per_session", {})
+                if n == c["mem_n"] and kind in main:
+                    self.put("mem_sweep_%d" % n, kind, main[kind])
+                    continue
+                s = self.fresh(kind, n)
+                try:
+                    s.start()
+                    # as long idle as in the memory group: Redis's RSS
+                    # still shrinks seconds after its clients are in
+                    before, after, _ = self.loadgen.hold(
+                        s, n, c["mem_idle"])
+                except SetupError as e:
+                    raise BenchError(str(e))
+                finally:
+                    note = s.stop()
+                    if note:
+                        self.notes.append(note)
+                self.put("mem_sweep_%d" % n, kind, (after - before) * 1024 / n)
+                log("  %s: RSS %d kB -> %d kB with %d idle sessions" % (
+                    s.label, before, after, n))
+                time.sleep(0.3)
 
     def run(self):
         c = self.cfg
@@ -899,6 +1308,20 @@ class Bench:
             if not self.only_state:
                 self.group("listing every session (N=%s)" % fmt_int(
                     c["list_n"]), self.listing)
+                extra = [n for n in self.sweep_fanout_n
+                         if n not in c["fanout_n"]]
+                if extra:
+                    self.group("sweep: fan-out (N=%s)" % "/".join(
+                        fmt_int(n) for n in extra), self.sweep_fanout)
+                extra = [k for k in c["sweep_calls_conns"]
+                         if k not in (1, c["calls_conns"])]
+                if extra:
+                    self.group("sweep: method calls (%s connections)" %
+                               "/".join(str(k) for k in extra),
+                               self.sweep_calls)
+                self.group("sweep: memory per idle session (N=%s)" %
+                           "/".join(fmt_int(n) for n in self.sweep_mem_n),
+                           self.sweep_memory)
             self.state_db_size = self.db_size()
         finally:
             self.stop_all()
@@ -1003,7 +1426,8 @@ def show(value, unit):
     if unit == "calls/s":
         return "%s/s" % fmt_int(int(round(value)))
     if unit == "µs":
-        return "%.1f µs" % value
+        return "%s µs" % fmt_int(int(round(value))) if value >= 1000 \
+            else "%.1f µs" % value
     if value >= 100:
         return "%.0f ms" % value
     if value >= 10:
@@ -1116,6 +1540,152 @@ def table(rows):
     return "\n".join(out)
 
 
+def show_cpu(ns):
+    if ns is None:
+        return "—"
+    if ns >= 100:
+        return "%s ns" % fmt_int(int(round(ns)))
+    return "%.1f ns" % ns
+
+
+def ratio_text(a, b, inverse=False):
+    """a/b (b/a when inverse) as text, or a dash."""
+    if inverse:
+        a, b = b, a
+    if a is None or b is None or b <= 0:
+        return "—", None
+    return "%.2f" % (a / b), a / b
+
+
+def floor_rows(values, cfg):
+    """The floor table: each figure for herald, Redis and the floor, and
+    herald/Redis next to herald/floor. The fan-out rows have the target
+    FLOOR_TARGET against the floor; calls are information. For calls the
+    ratios are of the time per call (the other server's calls per second
+    divided by herald's), so that lower is better in every column."""
+    n = cfg["fanout_n"]
+    big = fmt_int(max(n))
+    specs = [("fanout_%d" % x, "Broadcast fan-out latency, median, N=%s" %
+              fmt_int(x), "ms", False, FLOOR_TARGET) for x in n]
+    specs += [
+        ("fanout_p99", "Broadcast fan-out latency, p99, N=%s" % big, "ms",
+         False, FLOOR_TARGET),
+        ("calls", "Method calls per second, %d connections (ratios: of the "
+         "time per call)" % cfg["calls_conns"], "calls/s", True, None),
+        ("rtt", "Method call round trip, 1 connection, median", "µs", False,
+         None),
+    ]
+    rows = []
+    for key, label, unit, inverse, target in specs:
+        v = values.get(key, {})
+        h, r, f = v.get("herald"), v.get("redis"), v.get("floor")
+        hr_text, _ = ratio_text(h, r, inverse)
+        hf_text, hf = ratio_text(h, f, inverse)
+        met = None if target is None or hf is None else hf <= target
+        rows.append({"key": key, "figure": label, "unit": unit,
+                     "herald": h, "redis": r, "floor": f,
+                     "herald_redis": hr_text, "herald_floor": hf,
+                     "herald_floor_text": hf_text, "target": target,
+                     "met": met})
+    return rows
+
+
+def floor_table(rows):
+    out = ["| Figure | herald | Redis | floor | herald / Redis | "
+           "herald / floor | target (herald / floor) | met? |",
+           "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        if r["target"] is None:
+            target, verdict = "none", ("information" if r["herald_floor"]
+                                       is not None else "not measured")
+        elif r["met"] is None:
+            target, verdict = "≤ %.2f" % r["target"], "not measured"
+        else:
+            target = "≤ %.2f" % r["target"]
+            verdict = "yes" if r["met"] else "**no**: %.0f%% above" % (
+                100 * (r["herald_floor"] / r["target"] - 1))
+        out.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            r["figure"], show(r["herald"], r["unit"]),
+            show(r["redis"], r["unit"]), show(r["floor"], r["unit"]),
+            r["herald_redis"], r["herald_floor_text"], target, verdict))
+    return "\n".join(out)
+
+
+def cpu_specs(cfg, bench):
+    """(figure key, label, unit word) of every CPU figure measured: the
+    fan-out at each N (per delivery) and the calls at each number of
+    connections (per call), of the main figures and the sweep."""
+    fanout_n = sorted(set(cfg["fanout_n"]) | set(bench.sweep_fanout_n))
+    calls_conns = sorted(set(cfg["sweep_calls_conns"]) |
+                         {1, cfg["calls_conns"]})
+    out = [("fanout_%d" % n, "Fan-out, N=%s" % fmt_int(n), "delivery")
+           for n in fanout_n]
+    out += [("calls_c%d" % k, "Method calls, %s" % count(k, "connection"),
+             "call") for k in calls_conns]
+    return out
+
+
+def cpu_table(values, specs):
+    out = ["| Server CPU time | herald | Redis | floor | herald / Redis | "
+           "herald / floor | CPU measured: herald, Redis, floor |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    for key, label, unit in specs:
+        v = values.get("cpu_" + key, {})
+        t = values.get("cpu_ticks_" + key, {})
+        if not v:
+            continue
+        h, r, f = v.get("herald"), v.get("redis"), v.get("floor")
+        out.append("| %s, per %s | %s | %s | %s | %s | %s | %s |" % (
+            label, unit, show_cpu(h), show_cpu(r), show_cpu(f),
+            ratio_text(h, r)[0], ratio_text(h, f)[0], ", ".join(
+                "—" if t.get(k) is None else "%.2f s" % (t[k] / CLK_TCK)
+                for k in ("herald", "redis", "floor"))))
+    return "\n".join(out)
+
+
+def sweep_tables(values, bench):
+    """The sweep's three tables (fan-out, calls, memory) as text."""
+    cfg = bench.cfg
+    kinds = ("herald", "redis", "floor")
+
+    def cells(key, unit):
+        v = values.get(key, {})
+        return [show(v.get(k), unit) for k in kinds]
+
+    def ratios(key, inverse=False):
+        v = values.get(key, {})
+        return [ratio_text(v.get("herald"), v.get(k), inverse)[0]
+                for k in ("redis", "floor")]
+
+    fan = ["| N | herald | Redis | floor | herald / Redis | herald / floor | "
+           "CPU per delivery: herald | Redis | floor |",
+           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for n in bench.sweep_fanout_n:
+        key = "fanout_%d" % n
+        cpu = values.get("cpu_" + key, {})
+        fan.append("| %s | %s |" % (fmt_int(n), " | ".join(
+            cells(key, "ms") + ratios(key) +
+            [show_cpu(cpu.get(k)) for k in kinds])))
+    calls = ["| connections | herald | Redis | floor | herald / Redis | "
+             "herald / floor | CPU per call: herald | Redis | floor | "
+             "round trip, median: herald | Redis | floor |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for k in cfg["sweep_calls_conns"]:
+        key = "calls_c%d" % k
+        cpu = values.get("cpu_" + key, {})
+        calls.append("| %d | %s |" % (k, " | ".join(
+            cells(key, "calls/s") + ratios(key, inverse=True) +
+            [show_cpu(cpu.get(x)) for x in kinds] +
+            cells("rtt_c%d" % k, "µs"))))
+    mem = ["| N | herald | Redis | floor | herald / Redis | herald / floor |",
+           "|---:|---:|---:|---:|---:|---:|"]
+    for n in bench.sweep_mem_n:
+        key = "mem_sweep_%d" % n
+        mem.append("| %s | %s |" % (fmt_int(n), " | ".join(
+            cells(key, "KB") + ratios(key))))
+    return "\n".join(fan), "\n".join(calls), "\n".join(mem)
+
+
 def command_output(argv):
     try:
         p = subprocess.run(argv, capture_output=True, text=True, timeout=10,
@@ -1195,14 +1765,18 @@ def plot(out, cfg, values):
     """fanout.dat, fanout.gp, then fanout.png through gnuplot. Returns None
     or a note on why there is no plot."""
     rows = [(n, values.get("fanout_%d" % n, {})) for n in cfg["fanout_n"]]
-    rows = [(n, v["herald"], v["redis"]) for n, v in rows
+    rows = [(n, v["herald"], v["redis"], v.get("floor")) for n, v in rows
             if "herald" in v and "redis" in v]
     if not rows:
         return "no fan-out figures to plot"
     with open(os.path.join(out, "fanout.dat"), "w") as f:
-        f.write("# N herald_median_ms redis_median_ms\n")
-        for n, h, r in rows:
-            f.write("%d %.4f %.4f\n" % (n, h, r))
+        f.write("# N herald_median_ms redis_median_ms floor_median_ms\n")
+        for n, h, r, fl in rows:
+            f.write("%d %.4f %.4f %s\n" % (
+                n, h, r, "-" if fl is None else "%.4f" % fl))
+    floor_line = "" if all(r[3] is None for r in rows) else \
+        ", \\\n     'fanout.dat' using 1:4 with linespoints lw 2 pt 9 " \
+        "dt 2 title 'floor (minimal epoll server)'"
     script = """\
 set terminal pngcairo size 800,500 font ',10'
 set output 'fanout.png'
@@ -1214,9 +1788,10 @@ set grid
 set xrange [0:*]
 set yrange [0:*]
 set format x '%.0f'
+set datafile missing '-'
 plot 'fanout.dat' using 1:2 with linespoints lw 2 pt 7 title 'herald', \\
-     'fanout.dat' using 1:3 with linespoints lw 2 pt 5 title 'Redis pub/sub'
-"""
+     'fanout.dat' using 1:3 with linespoints lw 2 pt 5 title 'Redis pub/sub'\
+""" + floor_line + "\n"
     with open(os.path.join(out, "fanout.gp"), "w") as f:
         f.write(script)
     try:
@@ -1229,13 +1804,166 @@ plot 'fanout.dat' using 1:2 with linespoints lw 2 pt 7 title 'herald', \\
     return None
 
 
+SWEEP_KINDS = (("herald", "herald", 7, 1), ("redis", "Redis", 5, 1),
+               ("floor", "floor", 9, 2))
+
+
+def gnuplot(out, name, script):
+    """Write name.gp and run gnuplot on it in out; None or why not."""
+    with open(os.path.join(out, name + ".gp"), "w") as f:
+        f.write(script)
+    try:
+        p = subprocess.run(["gnuplot", name + ".gp"], cwd=out,
+                           capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return "gnuplot could not run %s.gp: %s" % (name, e)
+    if p.returncode != 0:
+        return "gnuplot failed on %s.gp: %s" % (name, p.stderr.strip())
+    return None
+
+
+def sweep_dat(out, name, xs, columns, values):
+    """name.dat: one line per x, then for each (key pattern, scale) column
+    the herald, Redis and floor values ('-' when missing). Returns whether
+    any value was there."""
+    seen = False
+    with open(os.path.join(out, name + ".dat"), "w") as f:
+        f.write("# x " + " ".join(
+            "%s_%s" % (pattern.split("_")[0], k) for pattern, _ in columns
+            for k, _, _, _ in SWEEP_KINDS) + "\n")
+        for x in xs:
+            cells = []
+            for pattern, scale in columns:
+                v = values.get(pattern % x, {})
+                for k, _, _, _ in SWEEP_KINDS:
+                    if v.get(k) is None:
+                        cells.append("-")
+                    else:
+                        seen = True
+                        cells.append("%.6g" % (v[k] * scale))
+            f.write("%d %s\n" % (x, " ".join(cells)))
+    return seen
+
+
+def sweep_panel(dat, first_col, title, ylabel, xlabel, logx=False):
+    lines = ["set title '%s'" % title, "set xlabel '%s'" % xlabel,
+             "set ylabel '%s'" % ylabel,
+             "set logscale x" if logx else "unset logscale x",
+             "set xrange [%s]" % ("0.7:*" if logx else "0:*"),
+             "set yrange [0:*]"]
+    plots = []
+    for i, (k, label, pt, dt) in enumerate(SWEEP_KINDS):
+        plots.append("'%s' using 1:%d with linespoints lw 2 pt %d dt %d "
+                     "title '%s'" % (dat, first_col + i, pt, dt, label))
+    lines.append("plot " + ", \\\n     ".join(plots))
+    return "\n".join(lines) + "\n"
+
+
+def plot_sweep(out, bench):
+    """sweep-fanout.png (latency and CPU per delivery against N),
+    sweep-calls.png (calls per second and CPU per call against the number
+    of connections), sweep-memory.png (memory per idle session against N).
+    Returns a list of notes on plots not drawn."""
+    v = bench.values
+    head = ("set terminal pngcairo size %d,500 font ',10'\n"
+            "set output '%s.png'\nset key below horizontal\nset grid\n"
+            "set format x '%%.0f'\nset datafile missing '-'\n")
+    notes = []
+    fan_n = bench.sweep_fanout_n
+    if sweep_dat(out, "sweep-fanout", fan_n,
+                 [("fanout_%d", 1), ("cpu_fanout_%d", 1)], v):
+        notes.append(gnuplot(out, "sweep-fanout", head % (
+            1200, "sweep-fanout") + "set multiplot layout 1,2\n" +
+            sweep_panel("sweep-fanout.dat", 2, "Broadcast fan-out to N "
+                        "sessions (median)", "ms until the last session has "
+                        "it", "connected sessions N") +
+            sweep_panel("sweep-fanout.dat", 5, "Server CPU per delivery",
+                        "CPU ns per delivery", "connected sessions N") +
+            "unset multiplot\n"))
+    else:
+        notes.append("sweep-fanout.png: no figures")
+    conns = bench.cfg["sweep_calls_conns"]
+    if sweep_dat(out, "sweep-calls", conns,
+                 [("calls_c%d", 1), ("cpu_calls_c%d", 1)], v):
+        notes.append(gnuplot(out, "sweep-calls", head % (
+            1200, "sweep-calls") + "set multiplot layout 1,2\n" +
+            sweep_panel("sweep-calls.dat", 2, "Method calls per second, one "
+                        "in flight per connection", "calls per second",
+                        "connections", logx=True) +
+            sweep_panel("sweep-calls.dat", 5, "Server CPU per call",
+                        "CPU ns per call", "connections", logx=True) +
+            "unset multiplot\n"))
+    else:
+        notes.append("sweep-calls.png: no figures")
+    if sweep_dat(out, "sweep-memory", bench.sweep_mem_n,
+                 [("mem_sweep_%d", 1 / 1024)], v):
+        notes.append(gnuplot(out, "sweep-memory", head % (
+            800, "sweep-memory") + sweep_panel(
+                "sweep-memory.dat", 2, "Resident memory per idle session "
+                "(fresh servers)", "KB per session", "idle sessions N")))
+    else:
+        notes.append("sweep-memory.png: no figures")
+    return [n for n in notes if n]
+
+
+def floor_section(bench):
+    """The report's sections on the floor, the servers' CPU time and the
+    scaling sweep, as lines."""
+    cfg = bench.cfg
+    v = bench.values
+    frows = floor_rows(v, cfg)
+    lines = [
+        "## The machine's floor", "",
+        "The same figures for the floor (`tests/bench/floor.c`: a minimal "
+        "epoll server that does only what loadgen needs, see Method), "
+        "herald / Redis next to herald / floor. The fan-out target is "
+        "herald within %.0f%% of the floor (≤ %.2f); the calls rows are "
+        "information. For calls, both ratios are of the time per call "
+        "(the other's calls per second divided by herald's), so lower is "
+        "better in every ratio column." % (
+            100 * (FLOOR_TARGET - 1), FLOOR_TARGET), "",
+        floor_table(frows), "",
+        "## Server CPU per delivery and per call", "",
+        "CPU time of the server process (utime + stime from "
+        "`/proc/PID/stat`, all threads) over the measured part of each run, "
+        "divided by the deliveries (N × rounds) or by the calls completed; "
+        "pooled over the runs of each figure. The last column is the CPU "
+        "time behind each figure: with ticks of %.0f ms, a figure from less "
+        "than about 0.2 s is coarse." % (1000.0 / CLK_TCK), "",
+        cpu_table(v, cpu_specs(cfg, bench)), "",
+        "## Scaling sweep", "",
+        "How each figure grows with the work, herald, Redis and the floor "
+        "side by side (see Method for which points come from the figures "
+        "above and which from the sweep's own runs).", "",
+    ]
+    if bench.sweep_note:
+        lines += ["**Largest N**: %s." % bench.sweep_note, ""]
+    fan, calls, mem = sweep_tables(v, bench)
+    lines += [
+        "Fan-out, median latency until the last session has the message, "
+        "and server CPU per delivery:", "", fan, "",
+        "Method calls (`noop`; Redis: EVALSHA), one in flight per "
+        "connection: calls per second (ratios of the time per call), CPU "
+        "per call, median round trip:", "", calls, "",
+        "Resident memory per idle session, each server freshly started "
+        "(KB = 1024 bytes):", "", mem, "",
+    ]
+    drawn = [n for n in ("sweep-fanout", "sweep-calls", "sweep-memory")
+             if not any(n + "." in x for x in bench.sweep_plot_notes)]
+    for name in drawn:
+        lines += ["![%s](%s.png)" % (name, name), ""]
+    for note in bench.sweep_plot_notes:
+        lines += ["No plot: %s." % note, ""]
+    return lines
+
+
 def report(bench, rows, info, elapsed, plot_note, quick):
     cfg = bench.cfg
     v = bench.values
     big = fmt_int(max(cfg["fanout_n"]))
     only = bench.only_state
     lines = ["# herald with and without its state database" if only else
-             "# herald next to Redis", ""]
+             "# herald next to Redis and the machine's floor", ""]
     if quick:
         lines += ["**Quick run (BENCH_QUICK=1)**: small N, few rounds; a "
                   "smoke test, not the figures to quote.", ""]
@@ -1257,10 +1985,19 @@ def report(bench, rows, info, elapsed, plot_note, quick):
         "- memory: %s GB; kernel: %s" % (info["memory_gb"], info["kernel"]),
         "- herald: %s, commit %s" % (info["herald"], info["commit"]),
         "- Redis: %s" % info["redis"],
+        "- floor: tests/bench/floor.c (`build/bench/floor`), built by the "
+        "same compiler",
         "- compiler: %s; Python %s" % (info["compiler"], info["python"]),
         "- 1-minute load average: %s before the run, %s after it (the "
         "benchmark's own processes count; more than about 2 means other "
         "work shared the CPUs)" % (info["load_before"], info["load_after"]),
+        "- placement: %s" % (
+            "loadgen on %s, every server on %s (sched_setaffinity; "
+            "`BENCH_PIN=0` leaves them to the scheduler)" % (
+                cpus_text(bench.pin[0]), cpus_text(bench.pin[1]))
+            if bench.pin else "left to the scheduler (%s)" % (
+                "BENCH_PIN=0" if getattr(bench.args, "no_pin", False)
+                else "fewer than 2 usable CPUs")),
         "- open-file limit %d; herald `max_sessions = %d`, Redis "
         "`--maxclients %d`, both on 127.0.0.1, Redis without persistence" % (
             bench.nofile, bench.max_sessions, bench.maxclients),
@@ -1322,6 +2059,8 @@ def report(bench, rows, info, elapsed, plot_note, quick):
         lines.append("")
     elif not unmeasured:
         lines += ["Every target is met.", ""]
+    if not only:
+        lines += floor_section(bench)
     if bench.failures:
         lines += ["## Failures", ""]
         for name, err in bench.failures.items():
@@ -1330,7 +2069,8 @@ def report(bench, rows, info, elapsed, plot_note, quick):
         lines += ["## Notes", ""] + ["- " + n for n in bench.notes] + [""]
     extra = []
     if "mem_rss_before_kb" in v:
-        for kind, label in (("herald", "herald"), ("redis", "Redis")):
+        for kind, label in (("herald", "herald"), ("redis", "Redis"),
+                            ("floor", "floor")):
             if kind in v["mem_rss_before_kb"]:
                 extra.append("- %s RSS: %s kB before, %s kB with %s idle "
                              "sessions" % (
@@ -1349,8 +2089,16 @@ def report(bench, rows, info, elapsed, plot_note, quick):
     lines += [
         "## Method", "",
         "One load tool, `tests/bench/loadgen` (one process, epoll), drives "
-        "both servers in the same run; runs of the two alternate. Each "
-        "figure is a median:", "",
+        "both servers in the same run; runs of the two alternate. %s Each "
+        "figure is a median:" % (
+            "loadgen runs on %s and every server on %s: left to the "
+            "scheduler, a request and its reply go on one CPU or across two "
+            "from one run to the next, and on a virtual machine the crossing "
+            "costs tens of microseconds, which made round trips and calls "
+            "per second bimodal; pinned, every server meets the same "
+            "placement." % (cpus_text(bench.pin[0]), cpus_text(bench.pin[1]))
+            if bench.pin else "loadgen and the servers are left to the "
+            "scheduler."), "",
         "- **fan-out**: N greeted sessions (Redis: N SUBSCRIBE "
         "connections); per round a control connection calls method "
         "`broadcast` with a 100-byte text (Redis: PUBLISH) and the round "
@@ -1412,6 +2160,55 @@ def report(bench, rows, info, elapsed, plot_note, quick):
         "herald with TLS, herald with the state database, herald over "
         "WebSocket, herald over TCP, Redis, then the reverse); median and "
         "p99 over the pooled rounds." % big,
+        "- **floor**: `tests/bench/floor.c`, one process with one "
+        "level-triggered epoll loop and libc only, speaks just enough of "
+        "herald's protocol for loadgen to drive it unchanged (`--target "
+        "herald`): a `hello` line gets one fixed `welcome` line; a `call` "
+        "line gets one fixed `result` line with the call's id digits "
+        "copied; a call of `broadcast` first makes ONE message frame of "
+        "herald's shape around its text and writes that buffer to every "
+        "greeted socket, one `send` each; acks are read and discarded. It "
+        "is what this machine's kernel costs for the same load, and is "
+        "measured in the same loops as herald and Redis (fan-out at each N, "
+        "calls with %d and 1 connections, memory at N=%s), the order "
+        "alternating (herald, Redis, floor, then the reverse)." % (
+            cfg["calls_conns"], fmt_int(cfg["mem_n"])),
+        "- **CPU per delivery and per call**: loadgen `--phases` prints a "
+        "line where the measured part starts and one where it ends; run.py "
+        "reads the server process's utime + stime (all its threads, "
+        "`/proc/PID/stat`, in ticks of 1/%d s) at each. In the fan-out, "
+        "loadgen waits for run.py's go after each line, so the stretch "
+        "holds exactly the measured rounds and the reading of their acks "
+        "(not the connects, the greetings or the warm-up), and the CPU time "
+        "is divided by N × rounds (herald and the floor also deliver to "
+        "the control connection: N + 1 writes a round, Redis N; and they "
+        "read an ack for each, which Redis's subscribers do not send). In "
+        "the "
+        "calls the load runs on and the stretch is the recorded seconds, "
+        "divided by the calls completed in them. Pooled over every run of "
+        "a figure; the CPU time behind each figure is in its table. "
+        "`results.json` also has the same from the threads' "
+        "`/proc/PID/task/*/schedstat` (nanoseconds) as a check "
+        "(`cpu_sched_*`)." % CLK_TCK,
+        "- **sweep**: fan-out at N=%s, calls with %s connections, memory "
+        "per idle session at N=%s, for herald, Redis and the floor. Points "
+        "that the figures above measure are theirs (fan-out at N=%s, calls "
+        "with %d and 1 connections, memory at N=%s); the others have %s "
+        "per point and server (fan-out: %s then %d measured, rounds spaced "
+        "as above; calls: %d s after 1 s of warm-up), the order alternating "
+        "across runs and points; memory on freshly started servers, each "
+        "stopped after its reading (%d s idle, as in the memory group; "
+        "their output in "
+        "`sweep.log`)." % (
+            "/".join(fmt_int(n) for n in bench.sweep_fanout_n),
+            "/".join(str(k) for k in cfg["sweep_calls_conns"]),
+            "/".join(fmt_int(n) for n in bench.sweep_mem_n),
+            "/".join(fmt_int(n) for n in cfg["fanout_n"]),
+            cfg["calls_conns"], fmt_int(cfg["mem_n"]),
+            count(cfg["sweep_runs"], "loadgen run"),
+            count(cfg["sweep_warmup"], "warm-up round"),
+            cfg["sweep_rounds"], cfg["sweep_calls_seconds"],
+            cfg["mem_idle"]),
         "- **connect**: time to connect and greet %s sessions (herald, and "
         "the herald with the state database: "
         "hello until welcome; Redis: SUBSCRIBE until its reply), at most "
@@ -1425,7 +2222,7 @@ def report(bench, rows, info, elapsed, plot_note, quick):
         "",
         "Every loadgen line behind these figures is in `results.json`; the "
         "servers' logs are `herald.log`, `herald-tls.log`, "
-        "`herald-state.log` and `redis.log`.",
+        "`herald-state.log`, `redis.log`, `floor.log` and `sweep.log`.",
         "",
     ]
     return "\n".join(lines)
@@ -1439,18 +2236,25 @@ def main():
     ap.add_argument("--only", choices=["state"],
                     help="state: just the state database's rows and their "
                     "twins with state = false (no Redis, no TLS)")
+    ap.add_argument("--no-pin", action="store_true",
+                    default=os.environ.get("BENCH_PIN", "") == "0",
+                    help="leave loadgen and the servers to the scheduler "
+                    "(also BENCH_PIN=0); by default loadgen runs on the "
+                    "first usable CPU and the servers on the others")
     ap.add_argument("--out", help="default build/bench, with --only "
                     "state build/bench/state")
     ap.add_argument("--herald", default=os.path.join(ROOT, "build",
                                                      "herald"))
     ap.add_argument("--loadgen", default=os.path.join(ROOT, "build", "bench",
                                                       "loadgen"))
+    ap.add_argument("--floor", default=os.path.join(ROOT, "build", "bench",
+                                                    "floor"))
     args = ap.parse_args()
     if args.out is None:
         args.out = os.path.join(ROOT, "build", "bench",
                                 *(["state"] if args.only else []))
     # the servers run in a temporary directory: no relative paths
-    for name in ("out", "herald", "loadgen"):
+    for name in ("out", "herald", "loadgen", "floor"):
         setattr(args, name, os.path.abspath(getattr(args, name)))
     cfg = QUICK if args.quick else FULL
     # make's or a supervisor's SIGTERM: unwind, so that the servers stop.
@@ -1458,7 +2262,8 @@ def main():
     t0 = time.monotonic()
     load_before = loadavg()
     os.makedirs(args.out, exist_ok=True)
-    for path in (args.herald, args.loadgen):
+    for path in (args.herald, args.loadgen) + (
+            () if args.only else (args.floor,)):
         if not os.access(path, os.X_OK):
             print("bench: %s is missing; run `make bench`" % path,
                   file=sys.stderr)
@@ -1477,25 +2282,39 @@ def main():
         plot(args.out, cfg, bench.values)
     if plot_note:
         bench.notes.append("no plot: " + plot_note)
+    bench.sweep_plot_notes = [] if bench.only_state else \
+        plot_sweep(args.out, bench)
+    frows = [] if bench.only_state else floor_rows(bench.values, cfg)
     text = report(bench, rows, info, elapsed, plot_note, args.quick)
     with open(os.path.join(args.out, "report.md"), "w") as f:
         f.write(text)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump({"quick": args.quick, "machine": info, "params": cfg,
                    "elapsed_s": round(elapsed, 1), "figures": rows,
+                   "floor_figures": frows,
+                   "sweep": {"fanout_n": bench.sweep_fanout_n,
+                             "calls_conns": cfg["sweep_calls_conns"],
+                             "mem_n": bench.sweep_mem_n,
+                             "note": bench.sweep_note},
+                   "clk_tck": CLK_TCK,
                    "values": bench.values, "failures": bench.failures,
                    "notes": bench.notes, "runs": bench.loadgen.runs},
                   f, indent=1, ensure_ascii=False)
     print()
     print(table(rows))
     print()
+    if frows:
+        print(floor_table(frows))
+        print()
+        print(cpu_table(bench.values, cpu_specs(cfg, bench)))
+        print()
     rel = os.path.relpath(args.out, os.getcwd())
     if bench.only_state:
         print("bench: %s/report.md, %s/results.json (%.0f s)" % (
             rel, rel, elapsed))
     else:
-        print("bench: %s/report.md, %s/fanout.png, %s/results.json "
-              "(%.0f s)" % (rel, rel, rel, elapsed))
+        print("bench: %s/report.md, %s/fanout.png, %s/sweep-*.png, "
+              "%s/results.json (%.0f s)" % (rel, rel, rel, rel, elapsed))
     if bench.failures:
         print("bench: %d group(s) could not be measured: %s" % (
             len(bench.failures), ", ".join(bench.failures)), file=sys.stderr)
