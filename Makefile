@@ -6,6 +6,10 @@
 # are honoured; warnings are errors in CI (CI=true) or with WERROR=1.
 
 VERSION := 0.1.0
+# Parallel by default, one job per CPU; a -j on the command line wins.
+ifeq ($(filter -j%,$(MAKEFLAGS)),)
+MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
+endif
 CC ?= cc
 BUILD := build
 # libsodium hashes the users file's passwords (argon2id); OpenSSL makes
@@ -60,7 +64,8 @@ $(DEPS_OK): tools/deps.sh
 	@sh tools/deps.sh build
 	@mkdir -p $(BUILD) && touch $@
 
-$(TEST_DEPS_OK): tools/deps.sh
+# After the build's packages: two apt-get may not run at once.
+$(TEST_DEPS_OK): tools/deps.sh | $(DEPS_OK)
 	@sh tools/deps.sh test
 	@mkdir -p $(BUILD) && touch $@
 
@@ -135,7 +140,7 @@ FUZZ_OBJS := $(patsubst $(BUILD)/obj/%,$(FUZZ)/obj/%,$(OBJS))
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(FUZZ)/%,\
   $(wildcard tests/fuzz/fuzz_*.c))
 
-$(FUZZ)/.deps: tools/deps.sh
+$(FUZZ)/.deps: tools/deps.sh | $(DEPS_OK)
 	@sh tools/deps.sh fuzz
 	@mkdir -p $(FUZZ) && touch $@
 
