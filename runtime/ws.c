@@ -13,7 +13,8 @@ struct ws {
   void *data;
   const uint8_t *in; /* what ws_input was given and wslay has not read */
   size_t in_len;
-  int bad_close;     /* the client's close had a one-byte body */
+  int bad_close;     /* the client broke the protocol where wslay sends a
+                        close without a code: it goes out as 1002 */
 };
 
 /* A close frame without a code, as wslay sends it: see send_cb. */
