@@ -113,6 +113,11 @@ void herald_push_session(lua_State *L, server_t *srv, const char *id) {
   lua_remove(L, -2);
 }
 
+void herald_push_session_of(lua_State *L, server_t *srv, const session_t *s) {
+  push_session_object(L, srv, s, push_session_words(L));
+  lua_remove(L, -2);
+}
+
 /* Turns the array at the top of the stack into a collection. */
 static void make_collection(lua_State *L) {
   vm_require(L, "collection");

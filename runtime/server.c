@@ -42,7 +42,8 @@ typedef struct greeting {
   server_t *srv;
   conn_t *conn;
   int64_t deadline_ms;
-  char ip[48]; /* taken at accept: a failed TLS handshake may leave none */
+  char ip[48]; /* TLS: taken at accept (a failed handshake may leave no
+                  peer to ask); else when a log line needs it */
   struct greeting *prev, *next;
 } greeting_t;
 
@@ -816,11 +817,15 @@ static void on_greeting_close(conn_t *c) {
   }
 }
 
-/* Only TLS tells the owner of an end before hello: say why in the log. */
+/* Only TLS and WebSocket tell the owner of an end before hello: say why
+ * in the log. */
 static void on_greeting_eof(conn_t *c, int status) {
   greeting_t *g = conn_owner(c);
-  if (status == UV_EPROTO && conn_error(c) != NULL && g != NULL)
-    log_info("connection from %s closed: %s", g->ip, conn_error(c));
+  if (status != UV_EPROTO || conn_error(c) == NULL || g == NULL)
+    return;
+  if (g->ip[0] == '\0')
+    conn_peer_ip(c, g->ip, sizeof(g->ip));
+  log_info("connection from %s closed: %s", g->ip, conn_error(c));
 }
 
 static const conn_handler_t greeting_handler = {
@@ -843,7 +848,10 @@ static void greet(server_t *srv, conn_t *c) {
   conn_set_max_queued(c, (size_t)srv->cfg->max_outbound_bytes);
   g->srv = srv;
   g->conn = c;
-  conn_peer_ip(c, g->ip, sizeof(g->ip));
+  /* A failed TLS handshake may leave no peer to ask later; a plain
+   * connection is asked when a log line needs it (on_greeting_eof). */
+  if (srv->tls != NULL)
+    conn_peer_ip(c, g->ip, sizeof(g->ip));
   g->deadline_ms =
       clock_mono_ms() + (int64_t)(srv->cfg->handshake_timeout * 1000);
   g->prev = srv->greet_tail;

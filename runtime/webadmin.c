@@ -9,6 +9,7 @@
 #include "auth.h"
 #include "clock.h"
 #include "conn.h"
+#include "herald.h"
 #include "log.h"
 #include "message.h"
 #include "process.h"
@@ -152,17 +153,11 @@ static uint32_t look_of(server_t *srv, const session_t *s) {
   return st | calls << 2 | pend << 10;
 }
 
+/* The session object Lua sees (4D's fields), with its running calls and
+ * pending messages. */
 static void push_row(webadmin_t *wa, const session_t *s) {
   lua_State *L = wa->L;
-  lua_createtable(L, 0, 10);
-  set_string(L, "ID", s->id);
-  set_string(L, "userName", s->user_name);
-  set_string(L, "machineName", s->machine_name);
-  set_string(L, "systemUserName", s->system_user_name);
-  set_string(L, "IPAddress", s->ip);
-  set_string(L, "hostType", s->host_type);
-  set_string(L, "creationDateTime", s->created_iso);
-  set_string(L, "state", server_session_state(wa->srv, s));
+  herald_push_session_of(L, wa->srv, s);
   set_integer(L, "processes", s->calls);
   set_integer(L, "pending", s->pend_count);
 }
