@@ -1392,6 +1392,25 @@ print(n)""")
         self.assert_ended(srv, c.sid, c.token, "never reads")
         self.assert_served(srv, tcp, ws, "a client that never reads")
 
+    def test_a_ping_flood_that_never_reads_its_pongs_is_cut_off(self):
+        # WebSocket pings of 125 bytes, answered by pongs it never reads:
+        # the pongs count toward max_outbound_bytes like any frame, so the
+        # server holds at most that much for it, then closes it.
+        srv = self.start(CONFIG + "max_outbound_bytes = 65536\n")
+        tcp, ws = self.bystanders(srv)
+        c = self.ws_session(srv, "pinger")
+        # A thousand pings a write; the kernel's buffers hold some
+        # megabytes of pongs before any wait in the server.
+        burst = wsraw.encode_frame(OP_PING, b"p" * 125) * 1000
+        for _ in range(300):
+            try:
+                c.send_raw(burst)
+            except OSError:
+                break  # cut off already
+        srv.wait_log(rf"session {c.sid} \(pinger\) dropped: slow consumer",
+                     timeout=10)
+        self.assert_served(srv, tcp, ws, "a ping flood")
+
     def test_a_result_of_a_megabyte_comes_in_one_frame(self):
         srv = self.start(scripts=self.scripts(big=BIG))
         c = self.ws_session(srv, "reader")
