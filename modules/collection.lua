@@ -31,8 +31,12 @@ local getmetatable = debug.getmetatable
 local format, lower, find, match, sub =
   string.format, string.lower, string.find, string.match, string.sub
 
+-- M.waiting_mt: the metatable of a sessions snapshot that is not built
+-- yet (snapshot.c sets it); its first look makes it an ordinary collection.
 local function is(v)
-  return type(v) == "table" and rawequal(getmetatable(v), mt)
+  if type(v) ~= "table" then return false end
+  local m = getmetatable(v)
+  return rawequal(m, mt) or (m ~= nil and rawequal(m, M.waiting_mt))
 end
 
 local function wrap(t)

@@ -11,6 +11,8 @@ globals.
 local require = ...
 local pretty = require("pretty")
 local collection = require("collection")
+-- The printer reads tables raw: listings not built yet are built first.
+local settle = require("snapshot").settle
 
 local M = {}
 
@@ -59,8 +61,7 @@ local function is_status(v)
     type(rawget(v, "pending")) == "table"
 end
 
--- The text a line's results print as; "" when there are none.
-function M.format_results(...)
+local function format_settled(...)
   local n = select("#", ...)
   if n == 1 then
     local v = ...
@@ -70,6 +71,11 @@ function M.format_results(...)
   end
   if n == 0 then return "" end
   return pretty.format_values(...)
+end
+
+-- The text a line's results print as; "" when there are none.
+function M.format_results(...)
+  return format_settled(settle(...))
 end
 
 local NATIVES = {
@@ -113,6 +119,7 @@ end
 
 -- Completion reads tables raw and follows only __index tables: a name
 -- path is never evaluated, so no metamethod (no code) runs while typing.
+-- (A listing not built yet is built first: that runs only herald's C.)
 local MAX_INDEX_CHAIN = 8
 
 -- The table where v's fields are looked up next: v itself when it is a
@@ -128,6 +135,7 @@ end
 local function field(v, name)
   for _ = 1, MAX_INDEX_CHAIN do
     if type(v) == "table" then
+      settle(v)
       local found = rawget(v, name)
       if found ~= nil then return found end
     end
@@ -142,6 +150,7 @@ end
 local function names_of(v, into)
   for _ = 1, MAX_INDEX_CHAIN do
     if type(v) == "table" then
+      settle(v)
       for k in next, v do
         if type(k) == "string" then into[k] = true end
       end

@@ -11,6 +11,7 @@
 #include "proto.h"
 #include "server.h"
 #include "session.h"
+#include "snapshot.h"
 #include "vm.h"
 
 enum { PROCESSES_AND_SESSIONS = 0, PROCESSES_ONLY = 1, SESSIONS_ONLY = 2 };
@@ -30,92 +31,13 @@ static void set_time(lua_State *L, const char *key, int64_t wall_ms) {
   set_string(L, key, when);
 }
 
-/* The names of a session object's fields, then the words its values
- * repeat: made into Lua strings once, because a snapshot of ten thousand
- * sessions would otherwise look each one up a hundred thousand times. */
-enum {
-  K_TYPE = 1, K_USER, K_MACHINE, K_SYSUSER, K_IP, K_HOST, K_CREATED,
-  K_STATE, K_ID, K_PERSISTENT, K_GROUPS, K_AUTH, K_REMOTE,
-  K_NWORDS = K_REMOTE
-};
-static const char *const session_words[] = {
-    NULL, "type", "userName", "machineName", "systemUserName", "IPAddress",
-    "hostType", "creationDateTime", "state", "ID", "persistentID", "groups",
-    "authenticated", "remote"};
-
-/* Pushes the table of session_words, made on first use. */
-static int push_session_words(lua_State *L) {
-  if (lua_getfield(L, LUA_REGISTRYINDEX, "herald.session_words") !=
-      LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_createtable(L, K_NWORDS, 0);
-    for (int i = 1; i <= K_NWORDS; i++) {
-      lua_pushstring(L, session_words[i]);
-      lua_rawseti(L, -2, i);
-    }
-    lua_pushvalue(L, -1);
-    lua_setfield(L, LUA_REGISTRYINDEX, "herald.session_words");
-  }
-  return lua_gettop(L);
-}
-
-/* t[words[key]] = value, t at the top of the stack. lua_pushlstring, not
- * lua_pushstring: the latter first looks in a cache of C strings with
- * strcmp, in vain for values that are new each time. */
-static void put(lua_State *L, int words, int key, const char *value) {
-  lua_rawgeti(L, words, key);
-  lua_pushlstring(L, value, strlen(value));
-  lua_rawset(L, -3);
-}
-
-/* Pushes the session object of API.md; words from push_session_words. */
-static void push_session_object(lua_State *L, server_t *srv,
-                                const session_t *s, int words) {
-  int n = 0;
-  lua_createtable(L, 0, 12);
-  lua_rawgeti(L, words, K_TYPE);
-  lua_rawgeti(L, words, K_REMOTE);
-  lua_rawset(L, -3);
-  put(L, words, K_USER, s->user_name);
-  put(L, words, K_MACHINE, s->machine_name);
-  put(L, words, K_SYSUSER, s->system_user_name);
-  put(L, words, K_IP, s->ip);
-  put(L, words, K_HOST, s->host_type);
-  put(L, words, K_CREATED, s->created_iso);
-  put(L, words, K_STATE, server_session_state(srv, s));
-  put(L, words, K_ID, s->id);
-  put(L, words, K_PERSISTENT, s->persistent_id);
-  /* groups: an array of the names between the commas. */
-  lua_rawgeti(L, words, K_GROUPS);
-  lua_newtable(L);
-  for (const char *p = s->groups; *p != '\0';) {
-    const char *comma = strchr(p, ',');
-    size_t len = comma != NULL ? (size_t)(comma - p) : strlen(p);
-    lua_pushlstring(L, p, len);
-    lua_rawseti(L, -2, ++n);
-    if (comma == NULL)
-      break;
-    p = comma + 1;
-  }
-  lua_rawset(L, -3);
-  lua_rawgeti(L, words, K_AUTH);
-  lua_pushboolean(L, s->authenticated);
-  lua_rawset(L, -3);
-}
-
 void herald_push_session(lua_State *L, server_t *srv, const char *id) {
   session_t *s = srv != NULL ? session_find(server_sessions(srv), id) : NULL;
   if (s == NULL || s->closing) { /* ending: gone as far as Lua knows */
     lua_pushnil(L);
     return;
   }
-  push_session_object(L, srv, s, push_session_words(L));
-  lua_remove(L, -2);
-}
-
-void herald_push_session_of(lua_State *L, server_t *srv, const session_t *s) {
-  push_session_object(L, srv, s, push_session_words(L));
-  lua_remove(L, -2);
+  snapshot_push_object(L, srv, s);
 }
 
 /* Turns the array at the top of the stack into a collection. */
@@ -203,26 +125,14 @@ static int l_get_process_activity(lua_State *L) {
   }
   lua_createtable(L, 0, 2);
   if (options != PROCESSES_ONLY && srv != NULL) {
-    session_table_t *t = server_sessions(srv);
     if (id != NULL) {
       lua_createtable(L, 1, 0);
       herald_push_session(L, srv, id);
       lua_rawseti(L, -2, 1);
+      make_collection(L);
     } else {
-      session_t *const *all = session_all(t);
-      size_t n = session_count(t);
-      lua_Integer k = 0;
-      int words = push_session_words(L);
-      lua_createtable(L, (int)n, 0);
-      for (size_t i = 0; i < n; i++) {
-        if (all[i]->closing)
-          continue;
-        push_session_object(L, srv, all[i], words);
-        lua_rawseti(L, -2, ++k);
-      }
-      lua_remove(L, words);
+      snapshot_push_sessions(L, srv);
     }
-    make_collection(L);
     lua_setfield(L, -2, "sessions");
   }
   if (options != SESSIONS_ONLY) {

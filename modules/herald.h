@@ -17,9 +17,5 @@ void herald_open(lua_State *L, struct server *srv);
 
 /* Pushes the session object of API.md for session id, or nil. */
 void herald_push_session(lua_State *L, struct server *srv, const char *id);
-/* The same for session s itself (the administrators' page's rows). */
-struct session;
-void herald_push_session_of(lua_State *L, struct server *srv,
-                            const struct session *s);
 
 #endif

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "snapshot.h"
 
 #define CJSON_KEY "herald.proto.cjson"
 
@@ -298,9 +299,28 @@ void proto_integers(lua_State *L, int idx) {
   integers(L, lua_absindex(L, idx), 0);
 }
 
+/* encode(value) -> JSON text, for lua_pcall: what proto_encode_value
+ * does, errors (cjson's, or memory) raised. Unsettled snapshots are
+ * written from their copy; within other tables they are built first,
+ * since cjson reads tables raw. */
+static int encode(lua_State *L) {
+  if (snapshot_unsettled(L, 1)) {
+    luaL_Buffer b;
+    size_t len = snapshot_json_size(L, 1);
+    snapshot_json_write(L, 1, luaL_buffinitsize(L, &b, len));
+    luaL_pushresultsize(&b, len);
+    return 1;
+  }
+  snapshot_settle_within(L, 1, PROTO_MAX_DEPTH);
+  push_cjson(L, "encode");
+  lua_pushvalue(L, 1);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
 int proto_encode_value(lua_State *L, int idx, char *err, size_t errlen) {
   idx = lua_absindex(L, idx);
-  push_cjson(L, "encode");
+  lua_pushcfunction(L, encode);
   lua_pushvalue(L, idx);
   if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
     snprintf(err, errlen, "%s", lua_tostring(L, -1));
@@ -310,7 +330,6 @@ int proto_encode_value(lua_State *L, int idx, char *err, size_t errlen) {
   return 0;
 }
 
-/* Pushes s as a JSON string literal (quotes and escapes included). */
 /* Pushes s, with each byte that is not part of valid UTF-8 replaced by
  * '?': cjson does not check what it encodes, and a frame must be UTF-8. */
 static void push_utf8(lua_State *L, const char *s, size_t len) {
@@ -496,6 +515,20 @@ outbuf_t *proto_result_value(lua_State *L, lua_Integer id, int idx,
   const char *v;
   outbuf_t *b;
 
+  /* A listing returned as it came is written from its copy, once. */
+  if (snapshot_unsettled(L, idx)) {
+    vlen = snapshot_json_size(L, idx);
+    hlen = result_head(head, id);
+    b = outbuf_new(hlen + vlen + 2);
+    if (b == NULL) {
+      snprintf(err, errlen, "out of memory");
+      return NULL;
+    }
+    memcpy(b->data, head, hlen);
+    snapshot_json_write(L, idx, b->data + hlen);
+    memcpy(b->data + hlen + vlen, "}\n", 2);
+    return b;
+  }
   /* Most methods return nothing: no encoder needed for that. */
   if (lua_isnoneornil(L, idx))
     lua_pushliteral(L, "null");

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "snapshot.h"
+
 /*
  * Lua memory is charged to accounts. Every block carries a header naming
  * the account it is charged to (NULL: the server's own, and the console's,
@@ -183,6 +185,7 @@ vm_t *vm_new(size_t limit, char *err, size_t errlen) {
   lua_gc(vm->L, LUA_GCGEN, 0, 0);
   luaL_requiref(vm->L, "cjson", luaopen_cjson, 1);
   lua_pop(vm->L, 1);
+  snapshot_open(vm->L);
   /* The limits apply from here: the libraries must always load. Remote
    * users' methods together may hold three quarters of the limit: the
    * rest stays for the console, `herald run` and scheduled jobs. */
@@ -408,6 +411,7 @@ static int guarded_rawset(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checkany(L, 2);
   luaL_checkany(L, 3);
+  snapshot_settle(L, 1);
   lua_getfield(L, LUA_REGISTRYINDEX, "herald.shared");
   lua_pushvalue(L, 1);
   if (lua_rawget(L, -2) != LUA_TNIL)
@@ -445,6 +449,34 @@ static int guarded_setmetatable(lua_State *L) {
   lua_pushvalue(L, lua_upvalueindex(1)); /* the real setmetatable */
   lua_insert(L, 1);
   lua_call(L, lua_gettop(L) - 1, 1);
+  return 1;
+}
+
+/* next, rawget, rawlen and cjson.encode (the real one is upvalue 1): they
+ * read tables raw, so a collection in waiting (snapshot.h) is built
+ * first; cjson.encode builds those anywhere in its argument. */
+static int settled_raw_op(lua_State *L) {
+  snapshot_settle(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+static int settled_encode(lua_State *L) {
+  snapshot_settle_within(L, 1, 1000); /* cjson's own depth limit */
+  return settled_raw_op(L);
+}
+
+/* cjson.new (the real one is upvalue 1): its encoders settle too. */
+static int settled_cjson_new(lua_State *L) {
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_call(L, 0, 1);
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "encode");
+    lua_pushcclosure(L, settled_encode, 1);
+    lua_setfield(L, -2, "encode");
+  }
   return 1;
 }
 
@@ -592,6 +624,14 @@ void vm_seal(lua_State *L) {
   lua_pushglobaltable(L);
   lua_pushcfunction(L, guarded_rawset);
   lua_setfield(L, -2, "rawset");
+  guard_field(L, "next", settled_raw_op);
+  guard_field(L, "rawget", settled_raw_op);
+  guard_field(L, "rawlen", settled_raw_op);
+  if (lua_getfield(L, -1, "cjson") == LUA_TTABLE) {
+    guard_field(L, "encode", settled_encode);
+    guard_field(L, "new", settled_cjson_new);
+  }
+  lua_pop(L, 1);
   lua_pushcfunction(L, guarded_getmetatable);
   lua_setfield(L, -2, "getmetatable");
   guard_field(L, "setmetatable", guarded_setmetatable);

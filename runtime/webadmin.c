@@ -10,6 +10,7 @@
 #include "clock.h"
 #include "conn.h"
 #include "herald.h"
+#include "snapshot.h"
 #include "log.h"
 #include "message.h"
 #include "process.h"
@@ -157,7 +158,7 @@ static uint32_t look_of(server_t *srv, const session_t *s) {
  * pending messages. */
 static void push_row(webadmin_t *wa, const session_t *s) {
   lua_State *L = wa->L;
-  herald_push_session_of(L, wa->srv, s);
+  snapshot_push_object(L, wa->srv, s);
   set_integer(L, "processes", s->calls);
   set_integer(L, "pending", s->pend_count);
 }
