@@ -23,8 +23,9 @@ struct conn {
   size_t partial_len, partial_cap;
   size_t max_line;
   size_t queued_bytes, max_queued;
-  uv_shutdown_t shutdown_req;
-  uv_timer_t *end_timer; /* only while ending */
+  /* Only while ending: not held by each of thousands of idle sessions. */
+  uv_shutdown_t *shutdown_req; /* libuv is done with it by on_closed */
+  uv_timer_t *end_timer;
   tls_conn_t *tls;       /* NULL: plaintext */
   ws_t *ws;              /* a WebSocket, or NULL */
   char *error;           /* why TLS or WebSocket failed, for the log */
@@ -91,6 +92,7 @@ static void on_closed(uv_handle_t *h) {
   ws_free(c->ws);
   free(c->error);
   free(c->partial);
+  free(c->shutdown_req);
   free(c);
 }
 
@@ -547,8 +549,9 @@ void conn_end(conn_t *c) {
   }
   /* Keep reading (to see the peer's EOF); it may be reading already. */
   r = uv_read_start(&c->h.stream, on_alloc, on_read);
-  if ((r < 0 && r != UV_EALREADY) ||
-      uv_shutdown(&c->shutdown_req, &c->h.stream, on_shutdown) < 0) {
+  c->shutdown_req = malloc(sizeof(*c->shutdown_req));
+  if ((r < 0 && r != UV_EALREADY) || c->shutdown_req == NULL ||
+      uv_shutdown(c->shutdown_req, &c->h.stream, on_shutdown) < 0) {
     conn_close(c);
     return;
   }
