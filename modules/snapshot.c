@@ -2,8 +2,11 @@
 
 #include <lauxlib.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
+#include "config.h"
 #include "server.h"
 #include "session.h"
 #include "vm.h"
@@ -33,7 +36,8 @@ typedef struct row {
   int authenticated;
 } row_t;
 
-static void row_of(server_t *srv, const session_t *s, row_t *r) {
+/* r: s's fields; state: what session_state says of it. */
+static void row_of(const session_t *s, const char *state, row_t *r) {
   const char *v[NFIELDS] = {
       s->user_name, s->machine_name, s->system_user_name, s->ip,
       s->host_type, s->created_iso,  s->id,  s->persistent_id, s->groups};
@@ -41,7 +45,7 @@ static void row_of(server_t *srv, const session_t *s, row_t *r) {
     r->s[f] = v[f];
     r->len[f] = (uint32_t)strlen(v[f]);
   }
-  r->state = server_session_state(srv, s);
+  r->state = state;
   r->authenticated = s->authenticated;
 }
 
@@ -113,7 +117,7 @@ static void push_object(lua_State *L, const row_t *r, int w) {
 void snapshot_push_object(lua_State *L, server_t *srv, const session_t *s) {
   row_t r;
   int w = push_words(L);
-  row_of(srv, s, &r);
+  row_of(s, server_session_state(srv, s), &r);
   push_object(L, &r, w);
   lua_remove(L, w);
 }
@@ -485,19 +489,46 @@ static void push_lazy_mt(lua_State *L) {
   lua_setfield(L, LUA_REGISTRYINDEX, COPIES_KEY);
 }
 
+/* The records are written here first, then copied into the userdata
+ * whose size they tell: one pass over the sessions, and the block is
+ * kept for the next snapshot. */
+static unsigned char *scratch;
+static size_t scratch_cap;
+
+static int reserve(size_t need) {
+  unsigned char *p;
+  size_t cap = scratch_cap != 0 ? scratch_cap : 64 * 1024;
+  if (need <= scratch_cap)
+    return 0;
+  while (cap < need)
+    cap *= 2;
+  if ((p = realloc(scratch, cap)) == NULL)
+    return -1;
+  scratch = p;
+  scratch_cap = cap;
+  return 0;
+}
+
 void snapshot_push_sessions(lua_State *L, server_t *srv) {
   session_t *const *all = session_all(server_sessions(srv));
   size_t n = session_count(server_sessions(srv)), size = 0;
+  int64_t now = clock_mono_ms();
+  int64_t sleep_ms = (int64_t)(server_config(srv)->sleep_after * 1000);
   uint32_t count = 0;
-  unsigned char *p;
   copy_t *c;
 
   for (size_t i = 0; i < n; i++) {
     row_t r;
+    size_t need;
     if (all[i]->closing)
       continue;
-    row_of(srv, all[i], &r);
-    size += record_size(&r);
+    row_of(all[i], session_state(all[i], now, sleep_ms), &r);
+    need = record_size(&r);
+    if (reserve(size + need) < 0)
+      luaL_error(L, "get_process_activity: out of memory");
+    record_write(scratch + size, &r);
+    size += need;
+    count++;
   }
   luaL_checkstack(L, 6, "snapshot");
   lua_newtable(L); /* the collection */
@@ -505,23 +536,15 @@ void snapshot_push_sessions(lua_State *L, server_t *srv) {
   lua_getfield(L, LUA_REGISTRYINDEX, COPIES_KEY);
   lua_pushvalue(L, -3);
   c = lua_newuserdatauv(L, sizeof(*c) + size, 0);
-  c->count = 0;
-  c->settled = 1; /* until filled: a failed fill owes nothing */
+  c->count = count;
+  c->settled = 1; /* until its finalizer is set: then it owes a count */
   c->size = size;
+  if (size > 0)
+    memcpy(c->data, scratch, size);
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, copy_gc);
   lua_setfield(L, -2, "__gc");
   lua_setmetatable(L, -2);
-  p = c->data;
-  for (size_t i = 0; i < n; i++) {
-    row_t r;
-    if (all[i]->closing)
-      continue;
-    row_of(srv, all[i], &r);
-    p = record_write(p, &r);
-    count++;
-  }
-  c->count = count;
   c->settled = 0;
   waiting++;
   lua_rawset(L, -3); /* copies[collection] = copy */
