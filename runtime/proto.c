@@ -10,11 +10,13 @@
 #include "clock.h"
 #include "snapshot.h"
 
-#define CJSON_KEY "herald.proto.cjson"
-
 /* Shared constant frames, made once; their one reference is never
  * released. */
 static outbuf_t *ping_frame, *pong_frame;
+
+/* The registry holds the private cjson's encode and decode under these
+ * addresses: a lookup cheaper than two by name on every frame. */
+static const char encode_key, decode_key;
 
 int proto_init(lua_State *L) {
   /* A private instance (cjson.new), so scripts that change cjson's
@@ -38,8 +40,11 @@ int proto_init(lua_State *L) {
   lua_getfield(L, -1, "decode_invalid_numbers");
   lua_pushboolean(L, 0);
   lua_call(L, 1, 0);
-  lua_setfield(L, LUA_REGISTRYINDEX, CJSON_KEY);
-  lua_pop(L, 1);
+  lua_getfield(L, -1, "encode");
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &encode_key);
+  lua_getfield(L, -1, "decode");
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &decode_key);
+  lua_pop(L, 2);
   if (ping_frame == NULL)
     ping_frame = outbuf_copy("{\"type\":\"ping\"}\n", 16);
   if (pong_frame == NULL)
@@ -47,11 +52,10 @@ int proto_init(lua_State *L) {
   return ping_frame != NULL && pong_frame != NULL ? 0 : -1;
 }
 
-/* Pushes the private cjson's function name. */
-static void push_cjson(lua_State *L, const char *name) {
-  lua_getfield(L, LUA_REGISTRYINDEX, CJSON_KEY);
-  lua_getfield(L, -1, name);
-  lua_remove(L, -2);
+/* Pushes the private cjson's encode or decode (at encode_key or
+ * decode_key). */
+static void push_cjson(lua_State *L, const char *key) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, key);
 }
 
 int proto_valid_utf8(const char *str, size_t len) {
@@ -117,7 +121,7 @@ int proto_decode(lua_State *L, const char *line, size_t len, char *err,
    * '{' once the leading blanks are skipped. */
   while (i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r'))
     i++;
-  push_cjson(L, "decode");
+  push_cjson(L, &decode_key);
   lua_pushlstring(L, line, len);
   if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
     snprintf(err, errlen, "frame is not valid JSON: %s",
@@ -312,7 +316,7 @@ static int encode(lua_State *L) {
     return 1;
   }
   snapshot_settle_within(L, 1, PROTO_MAX_DEPTH);
-  push_cjson(L, "encode");
+  push_cjson(L, &encode_key);
   lua_pushvalue(L, 1);
   lua_call(L, 1, 1);
   return 1;
