@@ -103,6 +103,51 @@ static const struct {
     {"ping", PROTO_PING},   {"pong", PROTO_PONG}, {"bye", PROTO_BYE},
 };
 
+/* The digits of a JSON positive integer at *p (no leading zero, at most
+ * 15 digits: exact as the double cjson reads), advancing *p; -1 when
+ * there are none such. */
+static int64_t digits(const char **p, const char *end) {
+  const char *s = *p;
+  int64_t v = 0;
+  if (s == end || *s < '1' || *s > '9')
+    return -1;
+  while (s < end && *s >= '0' && *s <= '9' && s - *p < 15)
+    v = v * 10 + (*s++ - '0');
+  if (s < end && *s >= '0' && *s <= '9')
+    return -1;
+  *p = s;
+  return v;
+}
+
+/* Whether [*p, end) starts with lit; if so advances *p past it. */
+static int skip(const char **p, const char *end, const char *lit) {
+  size_t n = strlen(lit);
+  if ((size_t)(end - *p) < n || memcmp(*p, lit, n) != 0)
+    return 0;
+  *p += n;
+  return 1;
+}
+
+int proto_match_ack(const char *line, size_t len, int64_t *id) {
+  const char *p = line, *end = line + len;
+  int64_t v;
+  if (skip(&p, end, "{\"type\":\"ack\",\"id\":")) {
+    v = digits(&p, end);
+    if (v < 0 || !skip(&p, end, "}"))
+      return 0;
+  } else if (skip(&p, end, "{\"id\":")) {
+    v = digits(&p, end);
+    if (v < 0 || !skip(&p, end, ",\"type\":\"ack\"}"))
+      return 0;
+  } else {
+    return 0;
+  }
+  if (p != end)
+    return 0;
+  *id = v;
+  return 1;
+}
+
 int proto_decode(lua_State *L, const char *line, size_t len, char *err,
                  size_t errlen) {
   size_t i = 0;

@@ -54,6 +54,15 @@ int proto_decode(lua_State *L, const char *line, size_t len, char *err,
                  size_t errlen);
 
 /*
+ * Whether line is an acknowledgement spelled as herald's clients write it,
+ * {"type":"ack","id":N} or {"id":N,"type":"ack"}, byte for byte, N a
+ * positive decimal integer of at most 15 digits; then *id is N. The
+ * commonest frame of all then costs no Lua table; any other spelling is
+ * decoded by proto_decode like every frame, with the same outcome.
+ */
+int proto_match_ack(const char *line, size_t len, int64_t *id);
+
+/*
  * Checks the hello frame at the top of the stack and fills h. Returns 0,
  * or -1 with a message naming the field in err (the caller answers
  * bad_hello), or -2 for an unsupported protocol version (version).

@@ -340,6 +340,19 @@ typedef struct frame_ctx {
   int type;
 } frame_ctx_t;
 
+/* Releases message id from s's pending ones (its ack). */
+static void take_ack(server_t *srv, session_t *s, int64_t id) {
+  if (session_pend_ack(s, id) == 0) {
+    message_t *m = message_find(&srv->messages, id);
+    if (m != NULL)
+      m->acked++;
+    s->acks_unsaved = 1;
+  } else {
+    log_debug("session %s: ack of message %lld, which it does not have",
+              s->id, (long long)id);
+  }
+}
+
 /*
  * Handles one decoded frame of a greeted session: [ctx, frame] on the
  * stack. Runs under lua_pcall (on_session_line), so that no Lua API error
@@ -360,15 +373,7 @@ static int handle_frame(lua_State *L) {
       send_error(srv, c, "bad_frame", "ack: 'id' must be an integer");
       break;
     }
-    if (session_pend_ack(s, id) == 0) {
-      message_t *m = message_find(&srv->messages, id);
-      if (m != NULL)
-        m->acked++;
-      s->acks_unsaved = 1;
-    } else {
-      log_debug("session %s: ack of message %lld, which it does not have",
-                s->id, (long long)id);
-    }
+    take_ack(srv, s, id);
     break;
   case PROTO_CALL:
     if (srv->on_call != NULL) {
@@ -415,9 +420,17 @@ static void on_session_line(conn_t *c, char *line, size_t len) {
   frame_ctx_t x;
   vm_account_t *account;
   char err[256];
+  int64_t ack_id;
 
   if (s == NULL)
     return; /* taken over by a resume: this connection is on its way out */
+  /* After each broadcast every session acknowledges: no Lua for that. */
+  if (proto_match_ack(line, len, &ack_id)) {
+    s->last_heard_ms = s->last_user_ms = clock_mono_ms();
+    s->ping_sent = 0;
+    take_ack(srv, s, ack_id);
+    return;
+  }
   /* What its frames decode into (a call's arguments) is the session's. */
   account = vm_charge_to(L, s->account);
   x.type = proto_decode(L, line, len, err, sizeof(err));

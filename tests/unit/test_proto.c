@@ -1090,6 +1090,51 @@ static void test_encode_value(void **state) {
   lua_settop(L, 0);
 }
 
+/* The ack fast path takes exactly what cjson would decode into an ack
+ * with that integer id, and leaves every other spelling to cjson. */
+static void test_match_ack(void **state) {
+  lua_State *L = *state;
+  static const struct {
+    const char *line;
+    int64_t id; /* 0: not taken by the fast path */
+  } cases[] = {
+      {"{\"type\":\"ack\",\"id\":1}", 1},
+      {"{\"type\":\"ack\",\"id\":999999999999999}", 999999999999999LL},
+      {"{\"id\":42,\"type\":\"ack\"}", 42},
+      {"{\"type\":\"ack\",\"id\":0}", 0},        /* ids start at 1 */
+      {"{\"type\":\"ack\",\"id\":07}", 0},       /* not JSON */
+      {"{\"type\":\"ack\",\"id\":-3}", 0},
+      {"{\"type\":\"ack\",\"id\":1.5}", 0},
+      {"{\"type\":\"ack\",\"id\":1000000000000000}", 0}, /* 16 */
+      {"{\"type\":\"ack\",\"id\":}", 0},
+      {"{\"type\":\"ack\",\"id\":5} ", 0},        /* cjson's to judge */
+      {"{\"type\":\"ack\",\"id\":5}x", 0},
+      {"{\"type\":\"ack\",\"id\":5", 0},
+      {"{\"type\": \"ack\",\"id\":5}", 0},
+      {"{\"type\":\"ack\",\"id\":\"5\"}", 0},
+      {"{\"type\":\"call\",\"id\":5}", 0},
+      {"{\"id\":5,\"type\":\"ack\",\"x\":1}", 0},
+      {"", 0},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    const char *line = cases[i].line;
+    int64_t id = -1;
+    char err[128];
+    int taken = proto_match_ack(line, strlen(line), &id);
+    assert_int_equal(taken, cases[i].id != 0);
+    if (!taken)
+      continue;
+    assert_int_equal(id, cases[i].id);
+    /* cjson reads the same frame the same way. */
+    assert_int_equal(proto_decode(L, line, strlen(line), err, sizeof(err)),
+                     PROTO_ACK);
+    lua_Integer decoded = 0;
+    assert_int_equal(proto_get_integer(L, "id", &decoded), 0);
+    assert_int_equal(decoded, id);
+    lua_settop(L, 0);
+  }
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
@@ -1101,6 +1146,7 @@ int main(void) {
       T(test_decode_errors),
       T(test_decode_depth),
       T(test_decode_nul_byte),
+      T(test_match_ack),
       T(test_hello_minimal),
       T(test_hello_full),
       T(test_hello_user_name),
