@@ -33,6 +33,7 @@ struct conn {
   unsigned closing : 1;
   unsigned ending : 1;
   unsigned overflowed : 1;
+  uint16_t soon; /* frames of it in the conn_send_soon queue */
 };
 
 typedef struct write_req {
@@ -42,6 +43,10 @@ typedef struct write_req {
   size_t len;
   uint8_t head[WS_MAX_HEADER]; /* what is left of a WebSocket header */
 } write_req_t;
+
+/* Connections read from in this loop turn and the one before: whether
+ * conn_send_soon has other requests to read before it writes. */
+static unsigned turn_reads, last_turn_reads;
 
 /* Safe to share: the loop is single-threaded and a read callback consumes
  * the data before the next allocation. */
@@ -84,8 +89,12 @@ int conn_is_closing(const conn_t *c) { return c->closing || c->ending; }
 
 static void on_end_timer_closed(uv_handle_t *h) { free(h); }
 
+static void forget_soon(conn_t *c);
+
 static void on_closed(uv_handle_t *h) {
   conn_t *c = h->data;
+  if (c->soon > 0)
+    forget_soon(c);
   if (c->handler->on_close != NULL)
     c->handler->on_close(c);
   tls_conn_free(c->tls);
@@ -262,6 +271,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   if (c->ending)
     return; /* draining until the peer closes */
+  turn_reads++;
   if (c->tls != NULL)
     tls_input(c, read_buffer, (size_t)nread);
   else
@@ -428,7 +438,14 @@ static int send_bytes(conn_t *c, outbuf_t *b, const uint8_t *head,
   return check_queued(c);
 }
 
+static int queue_soon(conn_t *c, outbuf_t *b);
+static int send_now(conn_t *c, outbuf_t *b);
+
 int conn_send(conn_t *c, outbuf_t *b) {
+  return c->soon > 0 ? queue_soon(c, b) : send_now(c, b);
+}
+
+static int send_now(conn_t *c, outbuf_t *b) {
   uint8_t head[WS_MAX_HEADER];
   size_t len = b->len;
 
@@ -440,6 +457,100 @@ int conn_send(conn_t *c, outbuf_t *b) {
   if (len > 0 && b->data[len - 1] == '\n')
     len--;
   return send_bytes(c, b, head, ws_header(head, len), len);
+}
+
+/* --- replies at the end of the loop turn ------------------------------ */
+
+/* The frames conn_send_soon holds, in the order they were sent; an entry
+ * whose connection closed meanwhile has c NULL. */
+static struct soon {
+  conn_t *c;
+  outbuf_t *b;
+} *soon;
+static size_t soon_len, soon_cap;
+static uv_check_t soon_check;
+static int soon_active;
+
+static int queue_soon(conn_t *c, outbuf_t *b) {
+  if (c->closing)
+    return UV_ECANCELED;
+  if (soon_len == soon_cap || c->soon == UINT16_MAX) {
+    size_t cap = soon_cap != 0 ? soon_cap * 2 : 256;
+    struct soon *grown = c->soon == UINT16_MAX
+                             ? NULL
+                             : realloc(soon, cap * sizeof(*soon));
+    if (grown == NULL) {
+      /* No room to wait: now, unless that would pass frames waiting. */
+      if (c->soon == 0)
+        return send_now(c, b);
+      conn_close(c);
+      return UV_ENOMEM;
+    }
+    soon = grown;
+    soon_cap = cap;
+  }
+  soon[soon_len].c = c;
+  soon[soon_len].b = outbuf_ref(b);
+  soon_len++;
+  c->soon++;
+  return 0;
+}
+
+int conn_send_soon(conn_t *c, outbuf_t *b) {
+  /* A lone client (nothing else read this turn or the last) is answered
+   * at once: waiting would only add the server's bookkeeping after the
+   * call to its round trip. */
+  if (soon_active && (turn_reads > 1 || last_turn_reads > 1))
+    return queue_soon(c, b);
+  return conn_send(c, b);
+}
+
+static void flush_soon(uv_check_t *h) {
+  (void)h;
+  last_turn_reads = turn_reads;
+  turn_reads = 0;
+  /* A write that fails closes its connection, which may queue no more
+   * for it: every entry is taken in turn, new ones included. */
+  for (size_t i = 0; i < soon_len; i++) {
+    conn_t *c = soon[i].c;
+    if (c != NULL) {
+      c->soon--;
+      send_now(c, soon[i].b);
+    }
+    outbuf_unref(soon[i].b);
+  }
+  soon_len = 0;
+}
+
+static void forget_soon(conn_t *c) {
+  for (size_t i = 0; i < soon_len && c->soon > 0; i++) {
+    if (soon[i].c == c) {
+      soon[i].c = NULL;
+      c->soon--;
+    }
+  }
+}
+
+int conn_soon_start(uv_loop_t *loop) {
+  int r;
+  if (soon_active)
+    return 0;
+  r = uv_check_init(loop, &soon_check);
+  if (r == 0)
+    r = uv_check_start(&soon_check, flush_soon);
+  if (r != 0)
+    return r;
+  uv_unref((uv_handle_t *)&soon_check); /* it never keeps the loop up */
+  soon_active = 1;
+  return 0;
+}
+
+void conn_soon_stop(void) {
+  if (!soon_active)
+    return;
+  flush_soon(&soon_check);
+  soon_active = 0;
+  uv_close((uv_handle_t *)&soon_check, NULL);
 }
 
 int conn_send_raw(conn_t *c, outbuf_t *b) {

@@ -74,10 +74,26 @@ void *conn_owner(const conn_t *c);
 /*
  * Writes b, sharing it: nothing is copied, and a reference is taken only if
  * part of it has to wait in the queue. Returns 1 when the kernel took all of
- * it at once, 0 when some is queued, a libuv error code when the connection
- * failed (it is then being closed). on_written follows for message frames.
+ * it at once, 0 when some is queued (or waits behind conn_send_soon's), a
+ * libuv error code when the connection failed (it is then being closed).
+ * on_written follows for message frames.
  */
 int conn_send(conn_t *c, outbuf_t *b);
+/*
+ * Writes b when the loop turn's input has been read (from a check handle,
+ * conn_soon_start), as Redis writes its replies before it polls again: a
+ * server that answers as it reads wakes each client while other requests
+ * still wait to be read, and handles fewer per turn. Only while others are
+ * reading too (more than one connection read this turn or the last): a
+ * lone client is answered at once. A reply is the one use. The order of
+ * c's frames holds: while c has frames waiting, conn_send queues behind
+ * them. Returns 0 (queued), or what conn_send returns.
+ */
+int conn_send_soon(conn_t *c, outbuf_t *b);
+/* Starts the check handle that flushes conn_send_soon's frames on loop;
+ * returns 0 or a libuv error. conn_soon_stop flushes them and closes it. */
+int conn_soon_start(uv_loop_t *loop);
+void conn_soon_stop(void);
 /* Bytes handed to the socket but not yet written. */
 size_t conn_queued_bytes(const conn_t *c);
 /* Past max bytes queued (0: no limit), conn_send closes the connection

@@ -248,7 +248,7 @@ int server_send_to(server_t *srv, const char *id, outbuf_t *b) {
   session_t *s = session_find(srv->sessions, id);
   if (s == NULL || s->closing || s->conn == NULL)
     return 0;
-  conn_send(s->conn, b);
+  conn_send_soon(s->conn, b); /* a reply: after this turn's reading */
   return 1;
 }
 
@@ -998,6 +998,11 @@ server_t *server_new(uv_loop_t *loop, const config_t *cfg, vm_t *vm) {
     free(srv);
     return NULL;
   }
+  if (conn_soon_start(loop) != 0) {
+    session_table_free(srv->sessions);
+    free(srv);
+    return NULL;
+  }
   loop->data = srv;
   return srv;
 }
@@ -1184,6 +1189,7 @@ void server_shutdown(server_t *srv) {
   if (srv->shutting_down)
     return;
   srv->shutting_down = 1;
+  conn_soon_stop(); /* the replies of this turn before the goodbyes */
   if (srv->on_shutdown != NULL)
     srv->on_shutdown(srv->on_shutdown_data);
   /* With a state database every session stays, as it stands now, and its

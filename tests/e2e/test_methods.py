@@ -767,6 +767,62 @@ class Concurrency(MethodsTest):
         self.assertEqual(got, {1: 1, 2: 2})
         self.assertLess(elapsed, 1.6)
 
+    def test_pipelined_calls_of_busy_clients_are_answered_in_order(self):
+        # Several clients each write many calls at once, so that the
+        # server reads more than one connection per loop turn and holds
+        # its replies until the turn's reading is done (conn_send_soon).
+        # Every reply comes, each client's in the order of its calls, and
+        # a message sent meanwhile by one of the calls is not lost.
+        srv = self.start(self.folder(
+            echo=ECHO,
+            shout="return function(x) send_message_to_remote_user(x) "
+                  "return x end\n"), config=FAST +
+            "max_calls_per_session = 100\n")
+        wires = [srv.wire("user%d" % i) for i in range(6)]
+        per = 40
+        for k, w in enumerate(wires):
+            frames = b"".join(
+                (json.dumps({"type": "call", "id": i, "method":
+                             "shout" if (k, i) == (0, 20) else "echo",
+                             "args": ["%d-%d" % (k, i)]}) + "\n").encode()
+                for i in range(1, per + 1))
+            w.send_raw(frames)
+        for k, w in enumerate(wires):
+            ids, messages = [], []
+            while len(ids) < per or len(messages) < 1:
+                frame = w.recv(timeout=10)
+                if frame["type"] == "result":
+                    self.assertEqual(self.ok(frame), "%d-%d" % (k, frame["id"]))
+                    ids.append(frame["id"])
+                elif frame["type"] == "message":
+                    messages.append(frame["text"])
+            self.assertEqual(ids, list(range(1, per + 1)))
+            self.assertEqual(messages, ["0-20"])
+
+    def test_a_client_gone_with_replies_waiting_harms_no_one(self):
+        # Its replies wait for the end of the turn; it closes before they
+        # can be written. The others are answered, the server lives on.
+        srv = self.start(self.folder(echo=ECHO))
+        others = [srv.wire("user%d" % i) for i in range(4)]
+        for round_ in range(20):
+            gone = srv.wire("gone%d" % round_)
+            burst = b"".join(
+                (json.dumps({"type": "call", "id": i, "method": "echo",
+                             "args": [i]}) + "\n").encode()
+                for i in range(1, 30))
+            for w in others:
+                w.send_raw(burst)
+            gone.send_raw(burst)
+            gone.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                 b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            gone.close()
+            for w in others:
+                got = [w.recv_type("result", timeout=10)["id"]
+                       for _ in range(1, 30)]
+                self.assertEqual(got, list(range(1, 30)))
+        self.assertEqual(self.ok(self.call(others[0], "echo", "alive",
+                                           id=99)), "alive")
+
 
 class RepositoryMethods(MethodsTest):
     """scripts/methods of the repository, the harness's default folder."""
