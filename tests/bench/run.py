@@ -291,15 +291,17 @@ def free_port():
 def proc_cpu(pid):
     """The CPU time process pid has used so far, all its threads: (utime +
     stime in clock ticks from /proc/PID/stat, the same in nanoseconds as
-    the sum of its live threads' /proc/PID/task/*/schedstat or None). The
-    figures come from the first; the second, finer (ticks are 1/CLK_TCK s),
-    is kept in results.json as a check."""
+    the sum of its live threads' /proc/PID/task/*/schedstat or None, stime
+    alone: the part spent in the kernel). The figures come from the first;
+    the second, finer (ticks are 1/CLK_TCK s), is kept in results.json as
+    a check."""
     with open("/proc/%d/stat" % pid) as f:
         text = f.read()
     # the fields after the command name, which may hold spaces: state is
     # field 3, utime and stime fields 14 and 15
     fields = text[text.rindex(")") + 2:].split()
     ticks = int(fields[11]) + int(fields[12])
+    kernel = int(fields[12])
     sched = 0
     try:
         for tid in os.listdir("/proc/%d/task" % pid):
@@ -307,7 +309,7 @@ def proc_cpu(pid):
                 sched += int(f.read().split()[0])
     except (OSError, ValueError, IndexError):
         sched = None
-    return ticks, sched
+    return ticks, sched, kernel
 
 
 # ---- servers ---------------------------------------------------------------
@@ -718,9 +720,10 @@ class Loadgen:
         lines = [parse_line(l) for l in text.splitlines() if l.strip()]
         cpu = None
         if "measuring" in marks and "measured" in marks:
-            (t0, s0), w0 = marks["measuring"]
-            (t1, s1), w1 = marks["measured"]
-            cpu = {"ticks": t1 - t0, "ns": (t1 - t0) * 1e9 / CLK_TCK,
+            (t0, s0, k0), w0 = marks["measuring"]
+            (t1, s1, k1), w1 = marks["measured"]
+            cpu = {"ticks": t1 - t0, "kernel_ticks": k1 - k0,
+                   "ns": (t1 - t0) * 1e9 / CLK_TCK,
                    "sched_ns": None if s0 is None or s1 is None
                    else s1 - s0, "wall_s": round(w1 - w0, 4)}
         self.runs.append({"server": server.name, "argv": argv[1:],
@@ -1042,11 +1045,16 @@ class Bench:
         """Pool one run's server CPU time (Loadgen.run_cpu) into figure
         key's: cpu_<key> is CPU nanoseconds per unit (a delivery, a call)
         over every run so far, from /proc/PID/stat's utime + stime;
-        cpu_ticks_<key> the clock ticks behind it; cpu_sched_<key> the
-        same per unit from the threads' schedstat (a finer check)."""
-        a = self.cpu_acc.setdefault(key, {}).setdefault(kind, [0, 0, 0])
+        cpu_ticks_<key> the clock ticks behind it; cpu_kernel_<key> the
+        share of them spent in the kernel (stime: the system calls, the
+        network stack); cpu_sched_<key> the same per unit from the
+        threads' schedstat (a finer check)."""
+        a = self.cpu_acc.setdefault(key, {}).setdefault(kind, [0, 0, 0, 0])
         a[0] += cpu["ticks"]
         a[1] += units
+        a[3] += cpu["kernel_ticks"]
+        if a[0] > 0:
+            self.put("cpu_kernel_" + key, kind, a[3] / a[0])
         if cpu["sched_ns"] is None or a[2] is None:
             a[2] = None
         else:
@@ -1632,19 +1640,24 @@ def cpu_specs(cfg, bench):
 
 def cpu_table(values, specs):
     out = ["| Server CPU time | herald | Redis | floor | herald / Redis | "
-           "herald / floor | CPU measured: herald, Redis, floor |",
-           "|---|---:|---:|---:|---:|---:|---:|"]
+           "herald / floor | in the kernel: herald, Redis, floor | "
+           "CPU measured: herald, Redis, floor |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    kinds = ("herald", "redis", "floor")
     for key, label, unit in specs:
         v = values.get("cpu_" + key, {})
         t = values.get("cpu_ticks_" + key, {})
+        k = values.get("cpu_kernel_" + key, {})
         if not v:
             continue
         h, r, f = v.get("herald"), v.get("redis"), v.get("floor")
-        out.append("| %s, per %s | %s | %s | %s | %s | %s | %s |" % (
+        out.append("| %s, per %s | %s | %s | %s | %s | %s | %s | %s |" % (
             label, unit, show_cpu(h), show_cpu(r), show_cpu(f),
             ratio_text(h, r)[0], ratio_text(h, f)[0], ", ".join(
-                "—" if t.get(k) is None else "%.2f s" % (t[k] / CLK_TCK)
-                for k in ("herald", "redis", "floor"))))
+                "—" if k.get(x) is None else "%.0f%%" % (100 * k[x])
+                for x in kinds), ", ".join(
+                "—" if t.get(x) is None else "%.2f s" % (t[x] / CLK_TCK)
+                for x in kinds)))
     return "\n".join(out)
 
 
@@ -1934,7 +1947,11 @@ def floor_section(bench):
         "CPU time of the server process (utime + stime from "
         "`/proc/PID/stat`, all threads) over the measured part of each run, "
         "divided by the deliveries (N × rounds) or by the calls completed; "
-        "pooled over the runs of each figure. The last column is the CPU "
+        "pooled over the runs of each figure. *In the kernel* is the share "
+        "of it that is stime (system calls and the network stack, which a "
+        "server's own code cannot make cheaper): what is left to herald's "
+        "code is the rest, and the floor's share shows how little a server "
+        "can do besides. The last column is the CPU "
         "time behind each figure: with ticks of %.0f ms, a figure from less "
         "than about 0.2 s is coarse." % (1000.0 / CLK_TCK), "",
         cpu_table(v, cpu_specs(cfg, bench)), "",
