@@ -466,7 +466,7 @@ static int send_now(conn_t *c, outbuf_t *b) {
 static struct soon {
   conn_t *c;
   outbuf_t *b;
-} *soon;
+} *soon_queue;
 static size_t soon_len, soon_cap;
 static uv_check_t soon_check;
 static int soon_active;
@@ -478,7 +478,7 @@ static int queue_soon(conn_t *c, outbuf_t *b) {
     size_t cap = soon_cap != 0 ? soon_cap * 2 : 256;
     struct soon *grown = c->soon == UINT16_MAX
                              ? NULL
-                             : realloc(soon, cap * sizeof(*soon));
+                             : realloc(soon_queue, cap * sizeof(*soon_queue));
     if (grown == NULL) {
       /* No room to wait: now, unless that would pass frames waiting. */
       if (c->soon == 0)
@@ -486,11 +486,11 @@ static int queue_soon(conn_t *c, outbuf_t *b) {
       conn_close(c);
       return UV_ENOMEM;
     }
-    soon = grown;
+    soon_queue = grown;
     soon_cap = cap;
   }
-  soon[soon_len].c = c;
-  soon[soon_len].b = outbuf_ref(b);
+  soon_queue[soon_len].c = c;
+  soon_queue[soon_len].b = outbuf_ref(b);
   soon_len++;
   c->soon++;
   return 0;
@@ -512,24 +512,30 @@ static void flush_soon(uv_check_t *h) {
   /* A write that fails closes its connection, which may queue no more
    * for it: every entry is taken in turn, new ones included. */
   for (size_t i = 0; i < soon_len; i++) {
-    conn_t *c = soon[i].c;
+    conn_t *c = soon_queue[i].c;
     if (c != NULL) {
       c->soon--;
-      send_now(c, soon[i].b);
+      send_now(c, soon_queue[i].b);
     }
-    outbuf_unref(soon[i].b);
+    outbuf_unref(soon_queue[i].b);
   }
   soon_len = 0;
 }
 
-static void forget_soon(conn_t *c) {
+/* Takes c's entries out of the queue: written now, in order (send), or
+ * dropped (its connection is gone). */
+static void take_soon(conn_t *c, int send) {
   for (size_t i = 0; i < soon_len && c->soon > 0; i++) {
-    if (soon[i].c == c) {
-      soon[i].c = NULL;
+    if (soon_queue[i].c == c) {
+      soon_queue[i].c = NULL;
       c->soon--;
+      if (send)
+        send_now(c, soon_queue[i].b);
     }
   }
 }
+
+static void forget_soon(conn_t *c) { take_soon(c, 0); }
 
 int conn_soon_start(uv_loop_t *loop) {
   int r;
@@ -648,6 +654,10 @@ void conn_end(conn_t *c) {
   if (c->closing || c->ending)
     return;
   c->ending = 1;
+  /* Its waiting replies go before the end (a call and a bye in one
+   * packet: the result, then the shutdown). */
+  if (c->soon > 0)
+    take_soon(c, 1);
   drop_partial(c);
   if (c->ws != NULL)
     ws_close(c->ws, WS_CLOSE_NORMAL);

@@ -799,6 +799,31 @@ class Concurrency(MethodsTest):
             self.assertEqual(ids, list(range(1, per + 1)))
             self.assertEqual(messages, ["0-20"])
 
+    def test_a_call_and_a_bye_in_one_packet_get_the_result_first(self):
+        # While other clients keep the server busy its replies wait for
+        # the end of the turn; a bye read meanwhile ends the session, and
+        # the waiting result must still go out before the connection ends.
+        srv = self.start(self.folder(echo=ECHO))
+        others = [srv.wire("user%d" % i) for i in range(4)]
+        burst = b"".join(
+            (json.dumps({"type": "call", "id": i, "method": "echo",
+                         "args": [i]}) + "\n").encode() for i in range(1, 30))
+        for round_ in range(15):
+            w = srv.wire("leaver%d" % round_)
+            for o in others:
+                o.send_raw(burst)
+            w.send_raw((json.dumps({"type": "call", "id": 7, "method": "echo",
+                                    "args": [round_]}) + "\n" +
+                        json.dumps({"type": "bye"}) + "\n").encode())
+            frames = []
+            while (frame := w.recv(timeout=10)) is not None:
+                frames.append(frame)
+            self.assertIn({"type": "result", "id": 7, "ok": True,
+                           "value": round_}, frames)
+            for o in others:
+                for _ in range(1, 30):
+                    o.recv_type("result", timeout=10)
+
     def test_a_client_gone_with_replies_waiting_harms_no_one(self):
         # Its replies wait for the end of the turn; it closes before they
         # can be written. The others are answered, the server lives on.
