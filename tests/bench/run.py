@@ -1447,6 +1447,49 @@ def show(value, unit):
     return "%.2f ms" % value
 
 
+def why_missed(row, values, cfg):
+    """For a missed herald/Redis figure that the floor also measures: how
+    far the floor itself is from Redis (so how close to the floor the
+    target asks herald to be, against how close it is), and each server's
+    CPU per unit split into its own code and the kernel (stime). None for
+    other rows."""
+    key = row["key"]
+    if row["subject"] != "herald" or key not in (
+            ["fanout_%d" % n for n in cfg["fanout_n"]] +
+            ["fanout_p99", "calls", "rtt"]):
+        return None
+    v = values.get(key, {})
+    h, r, f = v.get("herald"), v.get("redis"), v.get("floor")
+    if None in (h, r, f) or min(h, r, f) <= 0:
+        return None
+    if key == "calls":      # of the time per call: rates the other way
+        h, r, f = 1 / h, 1 / r, 1 / f
+        cpu_key, unit = "calls_c%d" % cfg["calls_conns"], "call"
+    elif key == "rtt":
+        cpu_key, unit = "calls_c1", "call"
+    else:
+        cpu_key = key if key != "fanout_p99" else \
+            "fanout_%d" % max(cfg["fanout_n"])
+        unit = "delivery"
+    target = row["target"] if row["better"] == "lower" else 1 / row["target"]
+    text = ("the floor itself is at %.2f of Redis, so the target asks herald "
+            "to be within %.2f of the floor; it is at %.2f" % (
+                f / r, target * r / f, h / f))
+    cpu = values.get("cpu_" + cpu_key, {})
+    kern = values.get("cpu_kernel_" + cpu_key, {})
+    parts = []
+    for kind, name in (("herald", "herald"), ("redis", "Redis"),
+                       ("floor", "the floor")):
+        if cpu.get(kind) is not None and kern.get(kind) is not None:
+            c, k = cpu[kind], kern[kind]
+            parts.append("%s %s + %s in the kernel" % (
+                name, show_cpu(c * (1 - k)), show_cpu(c * k)))
+    if parts:
+        text += ". CPU per %s, its own code + the kernel: %s" % (
+            unit, "; ".join(parts))
+    return text
+
+
 def judge(values, cfg, only_state=False):
     """Every figure with its ratio and verdict, as dicts. herald and redis
     are the plaintext servers' values of the figure, herald_tls that of the
@@ -2080,6 +2123,9 @@ def report(bench, rows, info, elapsed, plot_note, quick):
                     COST_OF[r["subject"]],
                     100 * (r["ratio"] - 1), 100 * (r["ratio"] - r["target"]),
                     100 * (r["target"] - 1))))
+            why = why_missed(r, v, bench.cfg)
+            if why:
+                lines.append("  - why: " + why)
         lines.append("")
     elif not unmeasured:
         lines += ["Every target is met.", ""]
