@@ -75,8 +75,9 @@ static void out_of_memory(server_t *srv, const char *name, vm_refusal_t limit,
 static vm_refusal_t account_full(lua_State *L, const vm_account_t *a) {
   static int64_t last_collect_ms;
   vm_refusal_t full = vm_account_full(L, a);
-  int64_t now = clock_mono_ms();
-  if (full != VM_REFUSED_NONE && now - last_collect_ms >= 1000) {
+  int64_t now;
+  if (full != VM_REFUSED_NONE &&
+      (now = clock_mono_ms()) - last_collect_ms >= 1000) {
     last_collect_ms = now;
     lua_gc(L, LUA_GCCOLLECT);
     full = vm_account_full(L, a);

@@ -43,7 +43,7 @@ static struct {
 /* Set from a signal handler: every Lua code is to stop now. */
 static volatile sig_atomic_t stop_requested;
 
-static void step(process_t *p);
+static void step(process_t *p, int64_t now_ns);
 
 /* How messages name a process: "method whoami", "job sweep.lua". */
 static const char *type_label(const process_t *p) {
@@ -100,7 +100,7 @@ static void on_idle(uv_idle_t *h) {
       sched.ready_tail = NULL;
     p->next_ready = NULL;
     p->queued = 0;
-    step(p);
+    step(p, clock_mono_ns());
     ran = 1;
     if (was_last)
       break;
@@ -134,10 +134,11 @@ static void unqueue(process_t *p) {
   p->queued = 0;
 }
 
-/* Runs p now while this turn's budget lasts, else queues it. */
-static void run_or_queue(process_t *p) {
-  if (busy_for(clock_mono_ns()) < TURN_BUDGET_NS)
-    step(p);
+/* Runs p now while this turn's budget lasts, else queues it; now_ns: the
+ * monotonic clock, just read. */
+static void run_or_queue(process_t *p, int64_t now_ns) {
+  if (busy_for(now_ns) < TURN_BUDGET_NS)
+    step(p, now_ns);
   else
     make_ready(p);
 }
@@ -416,8 +417,9 @@ static void hook(lua_State *L, lua_Debug *ar) {
     lua_yield(L, 0);
 }
 
-/* Runs p until it ends, yields its slice or delays. */
-static void step(process_t *p) {
+/* Runs p until it ends, yields its slice or delays; its slice starts at
+ * now_ns (the monotonic clock, just read: one read fewer per call). */
+static void step(process_t *p, int64_t now_ns) {
   int status, nres = 0, nargs = p->nargs, enforcing;
   process_t *outer = sched.running; /* a process may start another */
   vm_account_t *account;
@@ -429,7 +431,7 @@ static void step(process_t *p) {
   }
   p->nargs = 0;
   p->state = PROCESS_EXECUTING;
-  p->slice_start_ns = clock_mono_ns();
+  p->slice_start_ns = now_ns;
   if (sched.busy_since_ns == 0)
     set_busy_since(p->slice_start_ns);
   sched.running = p;
@@ -524,14 +526,14 @@ int process_spawn(lua_State *L, int nargs, const process_opts_t *o) {
   p->index = sched.count;
   sched.all[sched.count++] = p;
   number = p->number;
-  run_or_queue(p); /* may end and free p */
+  run_or_queue(p, p->started_ns); /* may end and free p */
   return number;
 }
 
 static void on_delay_done(uv_timer_t *t) {
   process_t *p = t->data;
   p->delaying = 0;
-  run_or_queue(p);
+  run_or_queue(p, clock_mono_ns());
 }
 
 int process_lua_delay(lua_State *L) {
