@@ -250,8 +250,7 @@ static size_t json_object(char *out, const row_t *r) {
  * its bytes. Records are read with memcpy: they are not aligned. */
 typedef struct copy {
   uint32_t count;
-  int settled;
-  size_t size;
+  int settled; /* built, or collected: no longer counted in waiting */
   unsigned char data[];
 } copy_t;
 
@@ -538,7 +537,6 @@ void snapshot_push_sessions(lua_State *L, server_t *srv) {
   c = lua_newuserdatauv(L, sizeof(*c) + size, 0);
   c->count = count;
   c->settled = 1; /* until its finalizer is set: then it owes a count */
-  c->size = size;
   if (size > 0)
     memcpy(c->data, scratch, size);
   lua_createtable(L, 0, 1);
