@@ -16,6 +16,11 @@
 #define LAZY_MT_KEY "herald.snapshot.mt"
 #define COPIES_KEY "herald.snapshot.copies"
 #define WORDS_KEY "herald.snapshot.words"
+#define COPY_MT_KEY "herald.snapshot.copy_mt"
+
+/* How deep require("snapshot").settle looks into the values the console
+ * prints: past what its printer shows (4 levels unless told more). */
+#define PRINT_DEPTH 64
 
 /* Snapshots made and neither settled nor collected, in every Lua state:
  * while none is, nothing needs walking before a raw read. */
@@ -486,6 +491,11 @@ static void push_lazy_mt(lua_State *L) {
   lua_setfield(L, -2, "__mode");
   lua_setmetatable(L, -2);
   lua_setfield(L, LUA_REGISTRYINDEX, COPIES_KEY);
+  /* The copies' own metatable: their finalizer keeps waiting true. */
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, copy_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setfield(L, LUA_REGISTRYINDEX, COPY_MT_KEY);
 }
 
 /* The records are written here first, then copied into the userdata
@@ -539,9 +549,7 @@ void snapshot_push_sessions(lua_State *L, server_t *srv) {
   c->settled = 1; /* until its finalizer is set: then it owes a count */
   if (size > 0)
     memcpy(c->data, scratch, size);
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, copy_gc);
-  lua_setfield(L, -2, "__gc");
+  lua_getfield(L, LUA_REGISTRYINDEX, COPY_MT_KEY);
   lua_setmetatable(L, -2);
   c->settled = 0;
   waiting++;
@@ -555,7 +563,7 @@ void snapshot_push_sessions(lua_State *L, server_t *srv) {
 static int l_settle(lua_State *L) {
   int n = lua_gettop(L);
   for (int i = 1; i <= n; i++)
-    snapshot_settle_within(L, i, 64);
+    snapshot_settle_within(L, i, PRINT_DEPTH);
   return n;
 }
 

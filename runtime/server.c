@@ -340,6 +340,15 @@ typedef struct frame_ctx {
   int type;
 } frame_ctx_t;
 
+/* s's client was heard from now; by_user: a frame that is not ping or
+ * pong, which keeps the session from sleeping. */
+static void heard(session_t *s, int by_user) {
+  s->last_heard_ms = clock_mono_ms();
+  s->ping_sent = 0;
+  if (by_user)
+    s->last_user_ms = s->last_heard_ms;
+}
+
 /* Releases message id from s's pending ones (its ack). */
 static void take_ack(server_t *srv, session_t *s, int64_t id) {
   if (session_pend_ack(s, id) == 0) {
@@ -426,8 +435,7 @@ static void on_session_line(conn_t *c, char *line, size_t len) {
     return; /* taken over by a resume: this connection is on its way out */
   /* After each broadcast every session acknowledges: no Lua for that. */
   if (proto_match_ack(line, len, &ack_id)) {
-    s->last_heard_ms = s->last_user_ms = clock_mono_ms();
-    s->ping_sent = 0;
+    heard(s, 1);
     take_ack(srv, s, ack_id);
     return;
   }
@@ -441,10 +449,7 @@ static void on_session_line(conn_t *c, char *line, size_t len) {
     end_session(srv, s);
     return;
   }
-  s->last_heard_ms = clock_mono_ms();
-  s->ping_sent = 0;
-  if (x.type != PROTO_PING && x.type != PROTO_PONG)
-    s->last_user_ms = s->last_heard_ms;
+  heard(s, x.type != PROTO_PING && x.type != PROTO_PONG);
   x.srv = srv;
   x.c = c;
   x.s = s;
@@ -567,8 +572,7 @@ static void attach(server_t *srv, session_t *s, conn_t *c) {
   if (s->postponed_ms != 0 && srv->state != NULL)
     state_set_postponed(srv->state, s->id, 0);
   s->postponed_ms = 0;
-  s->ping_sent = 0;
-  s->last_heard_ms = s->last_user_ms = clock_mono_ms();
+  heard(s, 1);
   if (w != NULL) {
     conn_send(c, w);
     outbuf_unref(w);

@@ -424,6 +424,10 @@ class AfterHandshake(BadInputTest):
         # and one of the next ids, before that message exists.
         for bogus in (for_b, for_b + 1, 2 ** 62, -(2 ** 62), 0):
             a.send({"type": "ack", "id": bogus})
+            # The same, spelled as herald's clients write acks (taken
+            # without cjson): no more power over another's messages.
+            a.send_raw(b'{"type":"ack","id":%d}\n' % bogus)
+            a.send_raw(b'{"id":%d,"type":"ack"}\n' % bogus)
         next_is_pong(self, a)  # no error frame, still open
         self.assertEqual(message_status(srv, for_b),
                          {"queued": 1, "delivered": 1, "acknowledged": 0,
@@ -438,7 +442,9 @@ class AfterHandshake(BadInputTest):
         b.send({"type": "ack", "id": frame["id"]})
         sync(b)
         a.send({"type": "ack", "id": for_b})
+        b.send_raw(b'{"type":"ack","id":%d}\n' % frame["id"])
         sync(a)
+        sync(b)
         self.assertEqual(message_status(srv, for_b),
                          {"queued": 1, "delivered": 1, "acknowledged": 1,
                           "pending": []})
